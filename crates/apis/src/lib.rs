@@ -1,0 +1,12 @@
+//! Wire types shared by the server, the SDK and `climc`.
+//!
+//! Everything here is plain data plus the parsing rules of the Cloudpods wire
+//! format (query strings, filters, lenient field names). No I/O.
+
+pub mod error;
+pub mod filter;
+pub mod lenient;
+pub mod querystring;
+pub mod time;
+
+pub use error::{ErrorBody, ErrorClass};
