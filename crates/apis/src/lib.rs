@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod filter;
+pub mod identity;
 pub mod lenient;
 pub mod querystring;
 pub mod time;

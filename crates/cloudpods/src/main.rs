@@ -1,1 +1,74 @@
-fn main() {}
+//! `cloudpods`: one binary that runs any service alone or all of them in one
+//! process.
+
+mod config;
+mod run;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, Overrides};
+
+#[derive(Parser)]
+#[command(
+    name = "cloudpods",
+    version,
+    about = "cloudpods-rs: the Cloudpods control plane in one binary"
+)]
+struct Cli {
+    #[command(flatten)]
+    overrides: Overrides,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Every service in one process (embedded SQLite unless --database).
+    AllInOne {
+        /// Write the service URLs and admin credentials here (JSON) when ready.
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
+    },
+    /// The identity service alone.
+    Keystone {
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
+    },
+    /// Rotate the Fernet token keys (staged key becomes primary).
+    FernetRotate,
+    /// Print the version.
+    Version,
+}
+
+fn init_logging(filter: &str) {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| filter.to_string());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cfg = Config::load(&cli.overrides)?;
+    init_logging(&cfg.log);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::AllInOne { ready_file } => run::run(cfg, run::ALL, ready_file).await,
+            Command::Keystone { ready_file } => {
+                run::run(cfg, &[run::Role::Keystone], ready_file).await
+            }
+            Command::FernetRotate => run::fernet_rotate(cfg).await,
+            Command::Version => {
+                println!("cloudpods-rs {}", env!("CARGO_PKG_VERSION"));
+                Ok(())
+            }
+        }
+    })
+}

@@ -39,21 +39,46 @@ struct Entry {
     until: Instant,
 }
 
-/// Caches positive answers of an inner verifier.
-pub struct CachedVerifier {
-    inner: Arc<dyn TokenVerifier>,
+/// Validated tokens, until they expire or `ttl` passes. Bounded: when full,
+/// expired entries go first, then an arbitrary half.
+pub struct TokenCache {
     entries: RwLock<HashMap<String, Entry>>,
     ttl: Duration,
     capacity: usize,
 }
 
-impl CachedVerifier {
-    pub fn new(inner: Arc<dyn TokenVerifier>, ttl: Duration, capacity: usize) -> CachedVerifier {
-        CachedVerifier {
-            inner,
+impl TokenCache {
+    pub fn new(ttl: Duration, capacity: usize) -> TokenCache {
+        TokenCache {
             entries: RwLock::new(HashMap::new()),
             ttl,
             capacity: capacity.max(16),
+        }
+    }
+
+    pub fn get(&self, token: &str) -> Option<Arc<Identity>> {
+        let m = self.entries.read().ok()?;
+        let e = m.get(token)?;
+        (e.until > Instant::now()).then(|| e.identity.clone())
+    }
+
+    pub fn insert(&self, token: &str, identity: Arc<Identity>) {
+        let now = Instant::now();
+        let remaining = cloudpods_apis::time::parse(&identity.expires_at)
+            .map(|t| (t - chrono::Utc::now()).to_std().unwrap_or_default())
+            .unwrap_or(self.ttl);
+        let until = now + remaining.min(self.ttl);
+        if let Ok(mut m) = self.entries.write() {
+            if m.len() >= self.capacity {
+                m.retain(|_, e| e.until > now);
+                if m.len() >= self.capacity {
+                    let drop: Vec<String> = m.keys().take(self.capacity / 2).cloned().collect();
+                    for k in drop {
+                        m.remove(&k);
+                    }
+                }
+            }
+            m.insert(token.to_string(), Entry { identity, until });
         }
     }
 
@@ -94,40 +119,30 @@ impl CachedVerifier {
     }
 }
 
+/// Caches positive answers of an inner verifier (services talking to a
+/// keystone in another process).
+pub struct CachedVerifier {
+    inner: Arc<dyn TokenVerifier>,
+    pub cache: TokenCache,
+}
+
+impl CachedVerifier {
+    pub fn new(inner: Arc<dyn TokenVerifier>, ttl: Duration, capacity: usize) -> CachedVerifier {
+        CachedVerifier {
+            inner,
+            cache: TokenCache::new(ttl, capacity),
+        }
+    }
+}
+
 #[async_trait]
 impl TokenVerifier for CachedVerifier {
     async fn verify(&self, token: &str) -> Result<Arc<Identity>> {
-        let now = Instant::now();
-        if let Ok(m) = self.entries.read()
-            && let Some(e) = m.get(token)
-            && e.until > now
-        {
-            return Ok(e.identity.clone());
+        if let Some(id) = self.cache.get(token) {
+            return Ok(id);
         }
         let identity = self.inner.verify(token).await?;
-        let remaining = cloudpods_apis::time::parse(&identity.expires_at)
-            .map(|t| (t - chrono::Utc::now()).to_std().unwrap_or_default())
-            .unwrap_or(self.ttl);
-        let until = now + remaining.min(self.ttl);
-        if let Ok(mut m) = self.entries.write() {
-            if m.len() >= self.capacity {
-                // Expired first; if still full, drop an arbitrary half.
-                m.retain(|_, e| e.until > now);
-                if m.len() >= self.capacity {
-                    let drop: Vec<String> = m.keys().take(self.capacity / 2).cloned().collect();
-                    for k in drop {
-                        m.remove(&k);
-                    }
-                }
-            }
-            m.insert(
-                token.to_string(),
-                Entry {
-                    identity: identity.clone(),
-                    until,
-                },
-            );
-        }
+        self.cache.insert(token, identity.clone());
         Ok(identity)
     }
 }

@@ -9,21 +9,11 @@ use std::sync::Arc;
 
 use cloudpods_db::{ModelDesc, Owner, Row, Sql, crud};
 use cloudpods_rbac::{Request as PolicyRequest, Scope, ScopedPolicies};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{HttpError, Result};
 
-/// Names of the policies bound to a token, per scope (as tokens carry them).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PolicyNames {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub system: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub domain: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub project: Vec<String>,
-}
+pub use cloudpods_apis::identity::PolicyNames;
 
 /// A validated token.
 #[derive(Debug, Clone, Default)]
@@ -43,9 +33,11 @@ pub struct Identity {
     pub role_ids: Vec<String>,
     pub policy_names: PolicyNames,
     pub policies: Arc<ScopedPolicies>,
-    /// Fixed-width UTC timestamp.
+    /// Fixed-width UTC timestamps.
     pub expires_at: String,
+    pub issued_at: String,
     pub audit_id: String,
+    pub methods: Vec<String>,
 }
 
 impl Identity {
@@ -53,6 +45,9 @@ impl Identity {
         !self.project_id.is_empty()
     }
 }
+
+static DEFAULT_GRANTS: std::sync::LazyLock<cloudpods_rbac::PolicyBlob> =
+    std::sync::LazyLock::new(cloudpods_rbac::default_grants);
 
 /// The per-request context handed to every handler.
 #[derive(Debug, Clone)]
@@ -83,7 +78,7 @@ impl Ctx {
         }
         let granted = self.identity.policies.max_allowed_scope(&req);
         // Default grants apply to everyone at project scope.
-        if granted.is_none() && cloudpods_rbac::default_grants().allows(&req) {
+        if granted.is_none() && DEFAULT_GRANTS.allows(&req) {
             return Some(Scope::Project);
         }
         // A project-scope grant needs a project; a domain-scoped token acts

@@ -262,7 +262,7 @@ pub async fn list<M: Model + ?Sized>(
             conds.push(Sql::new("`pending_deleted` = 0"));
         }
     }
-    m.list_filter(ctx, q, &mut conds).await?;
+    m.list_filter(ctx, q, scope, &mut conds).await?;
 
     let mut limit = match get_i64(q, "limit")? {
         Some(l) if l > 0 => l as u64,
@@ -1084,6 +1084,12 @@ pub async fn create<M: Model + ?Sized>(
         input.insert((*k).to_string(), v.clone());
     }
     let mut row = row_from_input(scope, desc, &input)?;
+    if desc.id_style == cloudpods_db::IdStyle::Given
+        && let Some(id) = get_str(&input, "id")
+    {
+        validate_name(&id)?;
+        row.insert("id".into(), json!(id));
+    }
     for (k, v) in fixed {
         row.insert(k.to_string(), v);
     }
@@ -1279,6 +1285,7 @@ pub async fn update<M: Model + ?Sized>(
     let id = pk_of(desc, &obj);
     if !changes.is_empty() {
         crud::update(m.db().write(), desc, &id, &changes).await?;
+        m.post_update(ctx, &obj, &changes).await?;
     }
     reload_response(m, ctx, &id).await
 }

@@ -32,8 +32,15 @@ pub trait Model: Send + Sync + 'static {
         100
     }
 
-    /// Resource-specific list filters (`?host=…`, `?zone=…`).
-    async fn list_filter(&self, _ctx: &Ctx, _q: &Object, _conds: &mut Vec<Sql>) -> Result<()> {
+    /// Resource-specific list filters (`?host=…`, `?zone=…`); `scope` is the
+    /// scope the list runs at.
+    async fn list_filter(
+        &self,
+        _ctx: &Ctx,
+        _q: &Object,
+        _scope: cloudpods_rbac::Scope,
+        _conds: &mut Vec<Sql>,
+    ) -> Result<()> {
         Ok(())
     }
 
@@ -66,6 +73,11 @@ pub trait Model: Send + Sync + 'static {
         _changes: &mut Row,
         _input: &Object,
     ) -> Result<()> {
+        Ok(())
+    }
+
+    /// Runs after an update is committed.
+    async fn post_update(&self, _ctx: &Ctx, _obj: &Row, _changes: &Row) -> Result<()> {
         Ok(())
     }
 

@@ -43,7 +43,9 @@ pub struct ApiRequest {
     pub params: HashMap<String, String>,
     pub query: Object,
     pub headers: HeaderMap,
-    pub body: Body,
+    /// The unread body. Behind a mutex only so that `&ApiRequest` is `Sync`
+    /// and handlers may hold it across awaits; take it with [`ApiRequest::take_body`].
+    pub body: std::sync::Mutex<Option<Body>>,
     pub ctx: Option<Ctx>,
     pub body_limit: usize,
     pub request_id: String,
@@ -64,6 +66,15 @@ impl ApiRequest {
             .ok_or_else(|| HttpError::unauthorized("Unauthorized"))
     }
 
+    /// The raw body (streaming handlers); empty when already taken.
+    pub fn take_body(&self) -> Body {
+        self.body
+            .lock()
+            .ok()
+            .and_then(|mut b| b.take())
+            .unwrap_or_else(Body::empty)
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
@@ -80,7 +91,7 @@ impl ApiRequest {
         if ctype.starts_with("application/octet-stream") || ctype.starts_with("multipart/") {
             return Ok(None);
         }
-        let body = std::mem::replace(&mut self.body, Body::empty());
+        let body = self.take_body();
         let bytes = axum::body::to_bytes(body, self.body_limit)
             .await
             .map_err(|e| {

@@ -1,0 +1,194 @@
+//! Configuration: defaults, then a TOML file, then `CLOUDPODS_*` environment
+//! variables, then command-line flags (each overriding the previous).
+
+use std::path::PathBuf;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Where the embedded database, keys and credentials live.
+    pub data_dir: PathBuf,
+    /// Database URL; empty = SQLite in the data dir. `mysql://user:pw@host:3306/db`
+    /// or Cloudpods' `user:pw@tcp(host:3306)/db` select MariaDB/MySQL.
+    pub database: String,
+    /// Address services listen on.
+    pub listen_address: String,
+    /// Host name or address written into the service catalog (defaults to
+    /// the listen address, or 127.0.0.1 when listening on all addresses).
+    pub public_host: String,
+    pub region: String,
+    /// Bootstrap admin password; generated on first start when empty.
+    pub admin_password: String,
+    /// Log filter (`info`, `debug`, `cloudpods_rest=debug`…).
+    pub log: String,
+    pub keystone: KeystoneConfig,
+    /// Where a stand-alone service finds keystone and its credentials.
+    pub auth: AuthConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KeystoneConfig {
+    pub port: u16,
+    pub token_ttl_seconds: u64,
+    pub lockout_attempts: u32,
+    pub lockout_seconds: u64,
+    pub fernet_max_active_keys: usize,
+    /// Rotate Fernet keys every N hours (0 = only with `cloudpods fernet-rotate`).
+    pub fernet_rotation_hours: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthConfig {
+    /// e.g. `http://127.0.0.1:30500/v3`; empty = keystone in this process.
+    pub auth_url: String,
+    pub admin_user: String,
+    pub admin_password: String,
+    pub admin_project: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            database: String::new(),
+            listen_address: "127.0.0.1".into(),
+            public_host: String::new(),
+            region: "region0".into(),
+            admin_password: String::new(),
+            log: "info".into(),
+            keystone: KeystoneConfig::default(),
+            auth: AuthConfig::default(),
+        }
+    }
+}
+
+impl Default for KeystoneConfig {
+    fn default() -> Self {
+        KeystoneConfig {
+            port: 30500,
+            token_ttl_seconds: 86400,
+            lockout_attempts: 5,
+            lockout_seconds: 300,
+            fernet_max_active_keys: 3,
+            fernet_rotation_hours: 0,
+        }
+    }
+}
+
+/// Flags that override the file and the environment.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Overrides {
+    /// TOML configuration file.
+    #[arg(long, short = 'c', env = "CLOUDPODS_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Data directory (embedded database, keys, credentials).
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL (default: SQLite in the data directory).
+    #[arg(long, global = true)]
+    pub database: Option<String>,
+    /// Listen address.
+    #[arg(long, global = true)]
+    pub listen: Option<String>,
+    /// Host written into the service catalog.
+    #[arg(long, global = true)]
+    pub public_host: Option<String>,
+    /// Bootstrap admin password (instead of a generated one).
+    #[arg(long, global = true)]
+    pub admin_password: Option<String>,
+    /// Keystone port (0 = any free port).
+    #[arg(long, global = true)]
+    pub keystone_port: Option<u16>,
+    /// Log filter.
+    #[arg(long, global = true)]
+    pub log: Option<String>,
+}
+
+impl Config {
+    /// Load with the documented precedence.
+    pub fn load(o: &Overrides) -> anyhow::Result<Config> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = &o.config {
+            if !path.exists() {
+                anyhow::bail!("config file {} does not exist", path.display());
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        fig = fig.merge(Env::prefixed("CLOUDPODS_").split("__").ignore(&["config"]));
+        let mut c: Config = fig.extract()?;
+        if let Some(v) = &o.data_dir {
+            c.data_dir = v.clone();
+        }
+        if let Some(v) = &o.database {
+            c.database = v.clone();
+        }
+        if let Some(v) = &o.listen {
+            c.listen_address = v.clone();
+        }
+        if let Some(v) = &o.public_host {
+            c.public_host = v.clone();
+        }
+        if let Some(v) = &o.admin_password {
+            c.admin_password = v.clone();
+        }
+        if let Some(v) = o.keystone_port {
+            c.keystone.port = v;
+        }
+        if let Some(v) = &o.log {
+            c.log = v.clone();
+        }
+        Ok(c)
+    }
+
+    pub fn database_url(&self) -> String {
+        if self.database.is_empty() {
+            format!("sqlite://{}/cloudpods.db?mode=rwc", self.data_dir.display())
+        } else {
+            self.database.clone()
+        }
+    }
+
+    pub fn catalog_host(&self) -> String {
+        if !self.public_host.is_empty() {
+            return self.public_host.clone();
+        }
+        match self.listen_address.as_str() {
+            "0.0.0.0" | "::" | "" => "127.0.0.1".into(),
+            a => a.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_file_env_flag() {
+        let dir = std::env::temp_dir().join(format!("cpcfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "region = \"from-file\"\nlog = \"warn\"\n[keystone]\nport = 1111\n",
+        )
+        .unwrap();
+        let o = Overrides {
+            config: Some(file.clone()),
+            keystone_port: Some(2222),
+            ..Default::default()
+        };
+        let c = Config::load(&o).unwrap();
+        assert_eq!(c.region, "from-file");
+        assert_eq!(c.keystone.port, 2222);
+        assert_eq!(c.log, "warn");
+        assert!(c.database_url().starts_with("sqlite://"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,263 @@
+//! Starting services: the database, schema, bootstrap, listeners, catalog.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use cloudpods_db::Db;
+use cloudpods_keystone::{Keystone, KeystoneOptions, bootstrap};
+use cloudpods_rest::{TenantCache, TokenVerifier};
+use serde_json::json;
+
+use crate::config::Config;
+
+/// Which services a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Keystone,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Keystone => "keystone",
+        }
+    }
+}
+
+/// Every service that exists, for all-in-one.
+pub const ALL: &[Role] = &[Role::Keystone];
+
+/// One listening service.
+pub struct Running {
+    pub role: Role,
+    pub url: String,
+}
+
+pub async fn open_db(cfg: &Config) -> anyhow::Result<Db> {
+    if cfg.database.is_empty() {
+        std::fs::create_dir_all(&cfg.data_dir)
+            .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
+        std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    let url = cfg.database_url();
+    Db::connect(&url)
+        .await
+        .with_context(|| format!("connecting to database {}", redact(&url)))
+}
+
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(a), Some(b)) if b > a => format!("{}://***{}", &url[..a], &url[b..]),
+        _ => url.to_string(),
+    }
+}
+
+pub async fn migrate(db: &Db) -> anyhow::Result<()> {
+    let tables = cloudpods_keystone::tables();
+    cloudpods_db::migrate::sync_schema(db, &tables, &[])
+        .await
+        .context("migrating the schema")
+}
+
+fn keystone_options(cfg: &Config) -> KeystoneOptions {
+    KeystoneOptions {
+        token_ttl: Duration::from_secs(cfg.keystone.token_ttl_seconds.max(60)),
+        lockout_attempts: cfg.keystone.lockout_attempts,
+        lockout_duration: Duration::from_secs(cfg.keystone.lockout_seconds),
+        max_active_keys: cfg.keystone.fernet_max_active_keys,
+        key_rotation: (cfg.keystone.fernet_rotation_hours > 0)
+            .then(|| Duration::from_secs(cfg.keystone.fernet_rotation_hours * 3600)),
+        ..Default::default()
+    }
+}
+
+async fn listen(cfg: &Config, port: u16) -> anyhow::Result<(tokio::net::TcpListener, u16)> {
+    let addr: SocketAddr = format!("{}:{port}", cfg.listen_address)
+        .parse()
+        .with_context(|| format!("invalid listen address {}", cfg.listen_address))?;
+    let l = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    let port = l.local_addr()?.port();
+    Ok((l, port))
+}
+
+/// Write `content` to `path` atomically with mode 0600.
+fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&tmp)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        f.write_all(content.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// Start the given services and serve until SIGINT/SIGTERM.
+pub async fn run(cfg: Config, roles: &[Role], ready_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let db = open_db(&cfg).await?;
+    migrate(&db).await?;
+    let tenants = Arc::new(TenantCache::new(db.clone()));
+    let (shutdown_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let mut running = Vec::new();
+    let mut tasks = Vec::new();
+    let mut admin_password = None;
+    let host = cfg.catalog_host();
+
+    if roles.contains(&Role::Keystone) {
+        let given = (!cfg.admin_password.is_empty()).then_some(cfg.admin_password.as_str());
+        let boot = bootstrap::bootstrap(&db, given, &cfg.region)
+            .await
+            .map_err(|e| anyhow::anyhow!("bootstrap failed: {e}"))?;
+        admin_password = boot.admin_password.clone();
+        let ks = Keystone::open(db.clone(), keystone_options(&cfg), tenants.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("opening keystone: {e}"))?;
+        let _bg = ks.spawn_background();
+        let (listener, port) = listen(&cfg, cfg.keystone.port).await?;
+        let url = format!("http://{host}:{port}/v3");
+        for iface in ["public", "internal", "admin"] {
+            bootstrap::ensure_endpoint(&db, "identity", "keystone", &cfg.region, iface, &url)
+                .await
+                .map_err(|e| anyhow::anyhow!("registering the keystone endpoint: {e}"))?;
+        }
+        let verifier: Arc<dyn TokenVerifier> = ks.clone();
+        let router =
+            cloudpods_rest::server::router(cloudpods_keystone::service(ks.clone(), verifier));
+        let mut rx = shutdown_tx.subscribe();
+        tasks.push(tokio::spawn(cloudpods_rest::server::serve(
+            listener,
+            router,
+            async move {
+                let _ = rx.recv().await;
+            },
+        )));
+        running.push(Running {
+            role: Role::Keystone,
+            url,
+        });
+    }
+
+    let keystone_url = running
+        .iter()
+        .find(|r| r.role == Role::Keystone)
+        .map(|r| r.url.clone());
+    let rc_path = cfg.data_dir.join("rc_admin");
+    if let (Some(pw), Some(auth_url)) = (&admin_password, &keystone_url)
+        && cfg.database.is_empty()
+    {
+        let rc = format!(
+            "export OS_AUTH_URL={auth_url}\nexport OS_USERNAME={}\nexport OS_PASSWORD='{pw}'\n\
+             export OS_PROJECT_NAME={}\nexport OS_PROJECT_DOMAIN=Default\nexport OS_DOMAIN_NAME=Default\n\
+             export OS_REGION_NAME={}\nexport OS_ENDPOINT_TYPE=publicURL\n",
+            bootstrap::ADMIN_USER,
+            bootstrap::SYSTEM_PROJECT,
+            cfg.region
+        );
+        write_private(&rc_path, &rc)?;
+    }
+
+    let elapsed = started.elapsed();
+    println!(
+        "cloudpods-rs {} ({} service(s))",
+        env!("CARGO_PKG_VERSION"),
+        running.len()
+    );
+    println!("  data dir:  {}", cfg.data_dir.display());
+    println!("  database:  {}", redact(&cfg.database_url()));
+    for r in &running {
+        println!("  {:<10} {}", format!("{}:", r.role.name()), r.url);
+    }
+    match &admin_password {
+        Some(pw) => println!(
+            "  admin:     {} / {pw}  (project {}; credentials in {})",
+            bootstrap::ADMIN_USER,
+            bootstrap::SYSTEM_PROJECT,
+            rc_path.display()
+        ),
+        None if keystone_url.is_some() => println!(
+            "  admin:     {} (password unchanged; see {})",
+            bootstrap::ADMIN_USER,
+            rc_path.display()
+        ),
+        None => {}
+    }
+    println!("ready in {:.2} s", elapsed.as_secs_f64());
+    tracing::info!(elapsed_ms = elapsed.as_millis() as u64, "ready");
+
+    if let Some(path) = ready_file {
+        let services: serde_json::Map<String, serde_json::Value> = running
+            .iter()
+            .map(|r| (r.role.name().to_string(), json!(r.url)))
+            .collect();
+        let doc = json!({
+            "pid": std::process::id(),
+            "services": services,
+            "auth_url": keystone_url,
+            "admin_user": bootstrap::ADMIN_USER,
+            "admin_password": admin_password,
+            "admin_project": bootstrap::SYSTEM_PROJECT,
+            "region": cfg.region,
+            "startup_seconds": elapsed.as_secs_f64(),
+        });
+        write_private(&path, &serde_json::to_string_pretty(&doc)?)?;
+    }
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = shutdown_tx.send(());
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+    }
+    db.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+}
+
+/// `cloudpods fernet-rotate`.
+pub async fn fernet_rotate(cfg: Config) -> anyhow::Result<()> {
+    let db = open_db(&cfg).await?;
+    migrate(&db).await?;
+    let tenants = Arc::new(TenantCache::new(db.clone()));
+    let ks = Keystone::open(db.clone(), keystone_options(&cfg), tenants)
+        .await
+        .map_err(|e| anyhow::anyhow!("opening keystone: {e}"))?;
+    ks.rotate_keys()
+        .await
+        .map_err(|e| anyhow::anyhow!("rotating keys: {e}"))?;
+    println!(
+        "fernet keys rotated; primary key index is now {}",
+        ks.primary_key_index()
+    );
+    db.close().await;
+    Ok(())
+}
