@@ -40,6 +40,8 @@ pub struct KeystoneConfig {
     pub fernet_max_active_keys: usize,
     /// Rotate Fernet keys every N hours (0 = only with `cloudpods fernet-rotate`).
     pub fernet_rotation_hours: u64,
+    /// Re-read keys rotated by another process this often.
+    pub fernet_reload_seconds: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -77,6 +79,7 @@ impl Default for KeystoneConfig {
             lockout_seconds: 300,
             fernet_max_active_keys: 3,
             fernet_rotation_hours: 0,
+            fernet_reload_seconds: 30,
         }
     }
 }

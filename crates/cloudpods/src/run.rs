@@ -65,12 +65,13 @@ pub async fn migrate(db: &Db) -> anyhow::Result<()> {
 
 fn keystone_options(cfg: &Config) -> KeystoneOptions {
     KeystoneOptions {
-        token_ttl: Duration::from_secs(cfg.keystone.token_ttl_seconds.max(60)),
+        token_ttl: Duration::from_secs(cfg.keystone.token_ttl_seconds.max(1)),
         lockout_attempts: cfg.keystone.lockout_attempts,
         lockout_duration: Duration::from_secs(cfg.keystone.lockout_seconds),
         max_active_keys: cfg.keystone.fernet_max_active_keys,
         key_rotation: (cfg.keystone.fernet_rotation_hours > 0)
             .then(|| Duration::from_secs(cfg.keystone.fernet_rotation_hours * 3600)),
+        key_reload: Duration::from_secs(cfg.keystone.fernet_reload_seconds.max(1)),
         ..Default::default()
     }
 }

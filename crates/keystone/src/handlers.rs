@@ -482,8 +482,15 @@ async fn role_assignments(ks: Arc<Keystone>, r: ApiRequest) -> Result<Response> 
         .and_then(|v| v.get("domain"))
         .and_then(|v| v.get("id"))
         .and_then(cloudpods_rest::params::str_of);
-    let effective = flag(q, "effective")?;
-    let include_names = flag(q, "include_names")?;
+    // Keystone takes `?effective` without a value as true.
+    let present = |k: &str| -> Result<bool> {
+        match q.get(k) {
+            Some(Value::String(v)) if v.is_empty() => Ok(true),
+            _ => flag(q, k),
+        }
+    };
+    let effective = present("effective")?;
+    let include_names = present("include_names")?;
 
     let user = match nested("user", "id") {
         Some(u) => Some(find(&ks, ctx, &USERS, &u, "user").await?),

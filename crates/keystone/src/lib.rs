@@ -41,6 +41,8 @@ pub struct KeystoneOptions {
     pub key_rotation: Option<Duration>,
     /// How long validated tokens stay cached.
     pub cache_ttl: Duration,
+    /// How often keys rotated by another process are re-read.
+    pub key_reload: Duration,
 }
 
 impl Default for KeystoneOptions {
@@ -52,6 +54,7 @@ impl Default for KeystoneOptions {
             max_active_keys: 3,
             key_rotation: None,
             cache_ttl: Duration::from_secs(300),
+            key_reload: Duration::from_secs(30),
         }
     }
 }
@@ -70,6 +73,7 @@ pub struct Keystone {
         )>,
     >,
     pub cache: TokenCache,
+    pub(crate) last_key_reload: std::sync::Mutex<std::time::Instant>,
 }
 
 impl Keystone {
@@ -90,6 +94,7 @@ impl Keystone {
             policy_cache: RwLock::new(HashMap::new()),
             catalog_cache: RwLock::new(None),
             cache,
+            last_key_reload: std::sync::Mutex::new(std::time::Instant::now()),
         }))
     }
 
@@ -106,11 +111,21 @@ impl Keystone {
         Ok(())
     }
 
-    /// Reload keys stored by another process.
+    /// Reload keys stored by another process. When a key was pruned, tokens
+    /// encrypted with it are no longer valid: the validation cache is cleared.
     pub async fn reload_keys(&self) -> Result<(), KeystoneError> {
         let repo = load_or_init_keys(&self.db).await?;
-        if let Ok(mut k) = self.keys.write() {
-            *k = repo;
+        let pruned = match self.keys.write() {
+            Ok(mut k) => {
+                let new: Vec<String> = repo.entries().into_iter().map(|(_, v)| v).collect();
+                let pruned = k.entries().into_iter().any(|(_, v)| !new.contains(&v));
+                *k = repo;
+                pruned
+            }
+            Err(_) => false,
+        };
+        if pruned {
+            self.cache.forget_user(None);
         }
         Ok(())
     }
@@ -149,7 +164,7 @@ impl Keystone {
         let ks = self.clone();
         tokio::spawn(async move {
             let mut last_rotation = std::time::Instant::now();
-            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            let mut tick = tokio::time::interval(ks.opts.key_reload);
             loop {
                 tick.tick().await;
                 if let Some(every) = ks.opts.key_rotation

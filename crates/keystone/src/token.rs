@@ -304,18 +304,43 @@ impl Keystone {
         if let Some(identity) = self.cache.get(token) {
             return Ok(Validated { identity });
         }
-        let (payload, issued_at) = {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_secs();
+        let decrypt = || -> Result<Vec<u8>> {
             let keys = self
                 .keys
                 .read()
                 .map_err(|_| KeystoneError::Keys("lock poisoned".into()))?;
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or(Duration::ZERO)
-                .as_secs();
-            let bytes = keys
-                .decrypt(token, None, now)
-                .map_err(|_| KeystoneError::InvalidToken)?;
+            keys.decrypt(token, None, now)
+                .map_err(|_| KeystoneError::InvalidToken)
+        };
+        let bytes = match decrypt() {
+            Ok(b) => b,
+            Err(e) => {
+                // Maybe another keystone rotated and issued with a key we
+                // have not loaded yet. At most one reload a second, so that
+                // garbage tokens cannot turn into database load.
+                let due = self
+                    .last_key_reload
+                    .lock()
+                    .map(|mut t| {
+                        let due = t.elapsed() >= Duration::from_secs(1);
+                        if due {
+                            *t = std::time::Instant::now();
+                        }
+                        due
+                    })
+                    .unwrap_or(false);
+                if !due {
+                    return Err(e);
+                }
+                self.reload_keys().await?;
+                decrypt()?
+            }
+        };
+        let (payload, issued_at) = {
             let issued = cloudpods_fernet::token_timestamp(token)
                 .map_err(|_| KeystoneError::InvalidToken)?;
             let payload: Payload =

@@ -941,6 +941,12 @@ pub fn row_from_input(ctx_scope: Scope, desc: &ModelDesc, input: &Object) -> Res
             }
         }
     }
+    Ok(row)
+}
+
+/// Required columns must be set once the model's hook has filled in what it
+/// derives (e.g. `role_id` from `role`).
+pub fn check_required(desc: &ModelDesc, row: &Row) -> Result<()> {
     for col in &desc.columns {
         if col.flags.has(ColFlags::REQUIRED)
             && row.get(col.name).is_none_or(|v| v.is_null() || v == "")
@@ -948,7 +954,7 @@ pub fn row_from_input(ctx_scope: Scope, desc: &ModelDesc, input: &Object) -> Res
             return Err(HttpError::missing(format!("{} is required", col.name)));
         }
     }
-    Ok(row)
+    Ok(())
 }
 
 /// Where a new object goes: the caller's project, or the one named by
@@ -1107,6 +1113,7 @@ pub async fn create<M: Model + ?Sized>(
         row.insert("name".into(), json!(base));
     }
     m.validate_create(ctx, &mut row, &input).await?;
+    check_required(desc, &row)?;
 
     let mut rows = Vec::with_capacity(count as usize);
     let mut used: HashSet<String> = HashSet::new();

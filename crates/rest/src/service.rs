@@ -91,6 +91,18 @@ impl ApiRequest {
         if ctype.starts_with("application/octet-stream") || ctype.starts_with("multipart/") {
             return Ok(None);
         }
+        // Refuse announced oversized bodies before reading a byte of them.
+        let announced = self
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if announced.is_some_and(|n| n > self.body_limit) {
+            return Err(HttpError::too_large(format!(
+                "request body exceeds {} bytes",
+                self.body_limit
+            )));
+        }
         let body = self.take_body();
         let bytes = axum::body::to_bytes(body, self.body_limit)
             .await

@@ -1,0 +1,433 @@
+//! Test harness: start the real `cloudpods` binary on random loopback ports
+//! with a temporary data dir (and, with `CLOUDPODS_TEST_MYSQL`, a fresh
+//! MariaDB database), and stop it — killing it and removing what it made —
+//! when the handle drops, also when the test fails.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub fn cloudpods_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_cloudpods"))
+}
+
+/// `target/debug/climc`, next to the cloudpods binary.
+pub fn climc_bin() -> PathBuf {
+    cloudpods_bin().with_file_name("climc")
+}
+
+pub fn init_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Which database a platform runs on.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Sqlite,
+    Mysql(String),
+}
+
+/// SQLite always; MariaDB too when `CLOUDPODS_TEST_MYSQL` names a server
+/// (`mysql://root@127.0.0.1:3306`).
+pub fn backends() -> Vec<Backend> {
+    let mut v = vec![Backend::Sqlite];
+    if let Ok(url) = std::env::var("CLOUDPODS_TEST_MYSQL")
+        && !url.is_empty()
+    {
+        v.push(Backend::Mysql(url));
+    }
+    v
+}
+
+pub struct Platform {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub ready: Value,
+    pub auth_url: String,
+    pub admin_password: String,
+    mysql_db: Option<(String, String)>,
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+}
+
+#[derive(Default, Clone)]
+pub struct Opts {
+    pub backend: Option<Backend>,
+    pub env: Vec<(String, String)>,
+    pub args: Vec<String>,
+    pub command: Option<String>,
+}
+
+fn unique(prefix: &str) -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{prefix}_{}_{:x}", std::process::id(), n & 0xffff_ffff)
+}
+
+impl Platform {
+    pub fn start() -> Platform {
+        Platform::start_with(Opts::default())
+    }
+
+    pub fn start_with(opts: Opts) -> Platform {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut args: Vec<String> = vec![
+            "--data-dir".into(),
+            dir.path().join("data").display().to_string(),
+            "--keystone-port".into(),
+            "0".into(),
+            "--admin-password".into(),
+            "Test-Admin-Pw1".into(),
+            "--log".into(),
+            "warn".into(),
+        ];
+        let mut mysql_db = None;
+        if let Some(Backend::Mysql(base)) = &opts.backend {
+            let name = unique("cptest");
+            args.push("--database".into());
+            args.push(format!("{}/{}", base.trim_end_matches('/'), name));
+            mysql_db = Some((base.clone(), name));
+        }
+        args.extend(opts.args.iter().cloned());
+        args.push(opts.command.clone().unwrap_or_else(|| "all-in-one".into()));
+        args.push("--ready-file".into());
+        args.push(dir.path().join("ready.json").display().to_string());
+        let mut p = Platform {
+            child: None,
+            dir,
+            ready: Value::Null,
+            auth_url: String::new(),
+            admin_password: "Test-Admin-Pw1".into(),
+            mysql_db,
+            args,
+            envs: opts.env,
+        };
+        p.spawn();
+        p
+    }
+
+    fn spawn(&mut self) {
+        let ready = self.dir.path().join("ready.json");
+        let _ = std::fs::remove_file(&ready);
+        let log = std::fs::File::create(self.dir.path().join("server.log")).expect("log file");
+        let mut cmd = Command::new(cloudpods_bin());
+        cmd.args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .env_remove("CLOUDPODS_CONFIG");
+        for (k, v) in &self.envs {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().expect("start cloudpods"));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(text) = std::fs::read_to_string(&ready)
+                && let Ok(v) = serde_json::from_str::<Value>(&text)
+            {
+                self.auth_url = v["auth_url"].as_str().unwrap_or_default().to_string();
+                self.ready = v;
+                return;
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("cloudpods exited early ({status}):\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("cloudpods did not become ready:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn service_url(&self, name: &str) -> String {
+        self.ready["services"][name]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Stop the process (SIGKILL).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Kill and start again on the same data dir and database.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Run another `cloudpods` subcommand against the same data.
+    pub fn run_subcommand(&self, command: &str) -> std::process::Output {
+        let mut args: Vec<String> = Vec::new();
+        let mut it = self.args.iter();
+        while let Some(a) = it.next() {
+            if a == "all-in-one" || a == "keystone" || a == "--ready-file" {
+                // Drop the command and the ready file argument.
+                if a == "--ready-file" {
+                    it.next();
+                }
+                continue;
+            }
+            args.push(a.clone());
+        }
+        args.push(command.into());
+        Command::new(cloudpods_bin())
+            .args(&args)
+            .output()
+            .expect("run cloudpods subcommand")
+    }
+
+    /// An API client logged in as the bootstrap admin.
+    pub async fn admin(&self) -> Api {
+        Api::login(
+            &self.auth_url,
+            "sysadmin",
+            &self.admin_password,
+            "system",
+            None,
+        )
+        .await
+        .expect("admin login")
+    }
+
+    /// Environment for `climc` as the admin.
+    pub fn climc_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("OS_AUTH_URL".into(), self.auth_url.clone()),
+            ("OS_USERNAME".into(), "sysadmin".into()),
+            ("OS_PASSWORD".into(), self.admin_password.clone()),
+            ("OS_PROJECT_NAME".into(), "system".into()),
+            ("OS_PROJECT_DOMAIN".into(), "Default".into()),
+            ("OS_REGION_NAME".into(), "region0".into()),
+            ("HOME".into(), self.dir.path().display().to_string()),
+        ]
+    }
+
+    /// Run climc with the admin environment; returns (status ok, stdout, stderr).
+    pub fn climc(&self, args: &[&str]) -> (bool, String, String) {
+        climc_with(&self.climc_env(), args)
+    }
+}
+
+pub fn climc_with(env: &[(String, String)], args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(climc_bin())
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .expect("run climc");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        self.kill();
+        if let Some((base, name)) = self.mysql_db.take() {
+            drop_mysql_db(&base, &name);
+        }
+    }
+}
+
+fn drop_mysql_db(base: &str, name: &str) {
+    let base = base.to_string();
+    let name = name.to_string();
+    // Drop may run inside or outside a runtime; use a private thread.
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        if let Ok(rt) = rt {
+            rt.block_on(async {
+                sqlx::any::install_default_drivers();
+                if let Ok(mut c) = <sqlx::AnyConnection as sqlx::Connection>::connect(&format!(
+                    "{}/",
+                    base.trim_end_matches('/')
+                ))
+                .await
+                {
+                    let _ = sqlx::Executor::execute(
+                        &mut c,
+                        sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS `{name}`")),
+                    )
+                    .await;
+                }
+            });
+        }
+    })
+    .join();
+}
+
+/// A minimal JSON API client for tests.
+#[derive(Clone)]
+pub struct Api {
+    pub client: reqwest::Client,
+    pub token: String,
+    pub body: Value,
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl std::fmt::Debug for Resp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.body)
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    init_tls();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client")
+}
+
+/// Issue a token; returns (status, subject token, body).
+pub async fn issue(auth_url: &str, body: Value) -> (u16, String, Value) {
+    let r = client()
+        .post(format!("{auth_url}/auth/tokens"))
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    let status = r.status().as_u16();
+    let token = r
+        .headers()
+        .get("x-subject-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let body = r.json::<Value>().await.unwrap_or(Value::Null);
+    (status, token, body)
+}
+
+pub fn password_auth(
+    user: &str,
+    password: &str,
+    project: Option<&str>,
+    user_domain: Option<&str>,
+) -> Value {
+    let mut u = json!({"name": user, "password": password});
+    if let Some(d) = user_domain {
+        u["domain"] = json!({"name": d});
+    }
+    let mut auth = json!({"identity": {"methods": ["password"], "password": {"user": u}}});
+    if let Some(p) = project {
+        auth["scope"] = json!({"project": {"name": p, "domain": {"name": "Default"}}});
+    }
+    json!({ "auth": auth })
+}
+
+impl Api {
+    pub async fn login(
+        auth_url: &str,
+        user: &str,
+        password: &str,
+        project: &str,
+        domain: Option<&str>,
+    ) -> Result<Api, Resp> {
+        let (status, token, body) = issue(
+            auth_url,
+            password_auth(user, password, Some(project), domain),
+        )
+        .await;
+        if status != 200 {
+            return Err(Resp {
+                status,
+                headers: Default::default(),
+                body,
+            });
+        }
+        Ok(Api {
+            client: client(),
+            token,
+            body,
+        })
+    }
+
+    pub fn with_token(token: &str) -> Api {
+        Api {
+            client: client(),
+            token: token.to_string(),
+            body: Value::Null,
+        }
+    }
+
+    pub async fn call(&self, method: &str, url: &str, body: Option<Value>) -> Resp {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.client.request(m, url);
+        if !self.token.is_empty() {
+            req = req.header("X-Auth-Token", &self.token);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.expect("send");
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(if text.is_empty() {
+            Value::Null
+        } else {
+            Value::String(text)
+        });
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, url: &str) -> Resp {
+        self.call("GET", url, None).await
+    }
+    pub async fn post(&self, url: &str, body: Value) -> Resp {
+        self.call("POST", url, Some(body)).await
+    }
+    pub async fn put(&self, url: &str, body: Option<Value>) -> Resp {
+        self.call("PUT", url, body).await
+    }
+    pub async fn delete(&self, url: &str) -> Resp {
+        self.call("DELETE", url, None).await
+    }
+}
+
+/// Assert a Cloudpods error body.
+pub fn assert_error(r: &Resp, code: u16, class: &str) {
+    assert_eq!(r.status, code, "{r:?}");
+    assert_eq!(r.body["code"], json!(code), "{r:?}");
+    assert_eq!(r.body["class"], json!(class), "{r:?}");
+    assert!(r.body["details"].is_string(), "{r:?}");
+    assert!(r.headers.contains_key("x-request-id"));
+}
+
+pub fn path_exists(p: &Path) -> bool {
+    p.exists()
+}
