@@ -1,6 +1,7 @@
 //! `cloudpods`: one binary that runs any service alone or all of them in one
 //! process.
 
+mod bench;
 mod config;
 mod run;
 
@@ -40,6 +41,15 @@ enum Command {
     FernetRotate,
     /// Print the version.
     Version,
+    /// Benchmarks (build with --release); figures go to docs/PERFORMANCE.md.
+    #[command(subcommand)]
+    Bench(BenchKind),
+}
+
+#[derive(Subcommand)]
+enum BenchKind {
+    /// Start-up, memory, token issue/validation, 10k-user list.
+    Identity(bench::IdentityArgs),
 }
 
 fn init_logging(filter: &str) {
@@ -65,6 +75,7 @@ fn main() -> anyhow::Result<()> {
                 run::run(cfg, &[run::Role::Keystone], ready_file).await
             }
             Command::FernetRotate => run::fernet_rotate(cfg).await,
+            Command::Bench(BenchKind::Identity(args)) => bench::identity(args).await,
             Command::Version => {
                 println!("cloudpods-rs {}", env!("CARGO_PKG_VERSION"));
                 Ok(())

@@ -105,16 +105,47 @@ fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Start the given services and serve until SIGINT/SIGTERM.
-pub async fn run(cfg: Config, roles: &[Role], ready_file: Option<PathBuf>) -> anyhow::Result<()> {
+/// Services started in this process.
+pub struct Started {
+    pub running: Vec<Running>,
+    /// The admin password when bootstrap generated or set it in this run.
+    pub admin_password: Option<String>,
+    pub keystone: Option<Arc<Keystone>>,
+    pub db: Db,
+    pub elapsed: Duration,
+    shutdown: tokio::sync::broadcast::Sender<()>,
+    tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Started {
+    pub fn url(&self, role: Role) -> Option<&str> {
+        self.running
+            .iter()
+            .find(|r| r.role == role)
+            .map(|r| r.url.as_str())
+    }
+
+    /// Stop serving and close the database.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(());
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+        self.db.close().await;
+    }
+}
+
+/// Open the database, migrate, bootstrap and start listening.
+pub async fn start(cfg: &Config, roles: &[Role]) -> anyhow::Result<Started> {
     let started = Instant::now();
-    let db = open_db(&cfg).await?;
+    let db = open_db(cfg).await?;
     migrate(&db).await?;
     let tenants = Arc::new(TenantCache::new(db.clone()));
-    let (shutdown_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let (shutdown, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut running = Vec::new();
     let mut tasks = Vec::new();
     let mut admin_password = None;
+    let mut keystone = None;
     let host = cfg.catalog_host();
 
     if roles.contains(&Role::Keystone) {
@@ -123,11 +154,11 @@ pub async fn run(cfg: Config, roles: &[Role], ready_file: Option<PathBuf>) -> an
             .await
             .map_err(|e| anyhow::anyhow!("bootstrap failed: {e}"))?;
         admin_password = boot.admin_password.clone();
-        let ks = Keystone::open(db.clone(), keystone_options(&cfg), tenants.clone())
+        let ks = Keystone::open(db.clone(), keystone_options(cfg), tenants.clone())
             .await
             .map_err(|e| anyhow::anyhow!("opening keystone: {e}"))?;
         let _bg = ks.spawn_background();
-        let (listener, port) = listen(&cfg, cfg.keystone.port).await?;
+        let (listener, port) = listen(cfg, cfg.keystone.port).await?;
         let url = format!("http://{host}:{port}/v3");
         for iface in ["public", "internal", "admin"] {
             bootstrap::ensure_endpoint(&db, "identity", "keystone", &cfg.region, iface, &url)
@@ -137,7 +168,7 @@ pub async fn run(cfg: Config, roles: &[Role], ready_file: Option<PathBuf>) -> an
         let verifier: Arc<dyn TokenVerifier> = ks.clone();
         let router =
             cloudpods_rest::server::router(cloudpods_keystone::service(ks.clone(), verifier));
-        let mut rx = shutdown_tx.subscribe();
+        let mut rx = shutdown.subscribe();
         tasks.push(tokio::spawn(cloudpods_rest::server::serve(
             listener,
             router,
@@ -149,12 +180,24 @@ pub async fn run(cfg: Config, roles: &[Role], ready_file: Option<PathBuf>) -> an
             role: Role::Keystone,
             url,
         });
+        keystone = Some(ks);
     }
+    Ok(Started {
+        running,
+        admin_password,
+        keystone,
+        db,
+        elapsed: started.elapsed(),
+        shutdown,
+        tasks,
+    })
+}
 
-    let keystone_url = running
-        .iter()
-        .find(|r| r.role == Role::Keystone)
-        .map(|r| r.url.clone());
+/// Start the given services and serve until SIGINT/SIGTERM.
+pub async fn run(cfg: Config, roles: &[Role], ready_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let started = start(&cfg, roles).await?;
+    let admin_password = started.admin_password.clone();
+    let keystone_url = started.url(Role::Keystone).map(str::to_string);
     let rc_path = cfg.data_dir.join("rc_admin");
     if let (Some(pw), Some(auth_url)) = (&admin_password, &keystone_url)
         && cfg.database.is_empty()
@@ -170,15 +213,15 @@ pub async fn run(cfg: Config, roles: &[Role], ready_file: Option<PathBuf>) -> an
         write_private(&rc_path, &rc)?;
     }
 
-    let elapsed = started.elapsed();
+    let elapsed = started.elapsed;
     println!(
         "cloudpods-rs {} ({} service(s))",
         env!("CARGO_PKG_VERSION"),
-        running.len()
+        started.running.len()
     );
     println!("  data dir:  {}", cfg.data_dir.display());
     println!("  database:  {}", redact(&cfg.database_url()));
-    for r in &running {
+    for r in &started.running {
         println!("  {:<10} {}", format!("{}:", r.role.name()), r.url);
     }
     match &admin_password {
@@ -199,7 +242,8 @@ pub async fn run(cfg: Config, roles: &[Role], ready_file: Option<PathBuf>) -> an
     tracing::info!(elapsed_ms = elapsed.as_millis() as u64, "ready");
 
     if let Some(path) = ready_file {
-        let services: serde_json::Map<String, serde_json::Value> = running
+        let services: serde_json::Map<String, serde_json::Value> = started
+            .running
             .iter()
             .map(|r| (r.role.name().to_string(), json!(r.url)))
             .collect();
@@ -218,11 +262,7 @@ pub async fn run(cfg: Config, roles: &[Role], ready_file: Option<PathBuf>) -> an
 
     shutdown_signal().await;
     tracing::info!("shutting down");
-    let _ = shutdown_tx.send(());
-    for t in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
-    }
-    db.close().await;
+    started.stop().await;
     Ok(())
 }
 
