@@ -222,7 +222,11 @@ fn tokens_url(config: &Config) -> String {
 
 /// `POST /v3/auth/tokens`: the token id comes from `X-Subject-Token` (or the
 /// body's `id`), the token from the body.
-async fn issue_token(http: &reqwest::Client, config: &Config, req: &AuthRequest) -> Result<Session> {
+async fn issue_token(
+    http: &reqwest::Client,
+    config: &Config,
+    req: &AuthRequest,
+) -> Result<Session> {
     let url = tokens_url(config);
     let body = serde_json::to_value(req).map_err(|e| SdkError::Decode {
         url: url.clone(),
@@ -257,11 +261,10 @@ async fn issue_token(http: &reqwest::Client, config: &Config, req: &AuthRequest)
     }
     let subject = header_str(resp.headers(), X_SUBJECT_TOKEN);
     let raw = read_json(&url, resp).await?;
-    let parsed: TokenResponse =
-        serde_json::from_value(raw.body).map_err(|e| SdkError::Decode {
-            url: url.clone(),
-            reason: e.to_string(),
-        })?;
+    let parsed: TokenResponse = serde_json::from_value(raw.body).map_err(|e| SdkError::Decode {
+        url: url.clone(),
+        reason: e.to_string(),
+    })?;
     let id = subject
         .filter(|s| !s.is_empty())
         .or_else(|| Some(parsed.id.clone()).filter(|s| !s.is_empty()))
@@ -286,7 +289,10 @@ async fn verify_token(
     headers.insert(X_SUBJECT_TOKEN, hv(subject)?);
     headers.insert(X_REQUEST_ID, hv(&new_request_id())?);
     if config.debug {
-        eprintln!("{}", curl_line(&Method::GET, url, &headers, DebugBody::None));
+        eprintln!(
+            "{}",
+            curl_line(&Method::GET, url, &headers, DebugBody::None)
+        );
     }
     let resp = http
         .get(url)
@@ -521,7 +527,10 @@ impl Client {
         let mut retried = false;
         loop {
             let mut session = self.token();
-            if cfg.has_password() && !session.valid_for(RENEW_MARGIN, Utc::now()) {
+            let expiring = session
+                .expires_at()
+                .is_some_and(|t| t <= Utc::now() + RENEW_MARGIN);
+            if expiring && cfg.has_password() {
                 session = self.renew(&session, false).await?;
             }
             let url = self.url(req.service_type, req.path, req.query)?;
@@ -719,7 +728,8 @@ fn subject_header(subject: &str) -> Result<HeaderMap> {
     let mut h = HeaderMap::new();
     h.insert(
         HeaderName::from_static(X_SUBJECT_TOKEN),
-        HeaderValue::from_str(subject).map_err(|e| SdkError::Config(format!("invalid token: {e}")))?,
+        HeaderValue::from_str(subject)
+            .map_err(|e| SdkError::Config(format!("invalid token: {e}")))?,
     );
     Ok(h)
 }

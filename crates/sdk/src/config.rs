@@ -163,7 +163,11 @@ impl Config {
     }
 
     /// Authenticate with a user name and password.
-    pub fn with_password(mut self, username: impl Into<String>, password: impl Into<String>) -> Self {
+    pub fn with_password(
+        mut self,
+        username: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
         self.username = Some(username.into());
         self.password = Some(password.into());
         self

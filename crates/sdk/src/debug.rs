@@ -1,8 +1,9 @@
 //! The `--debug` hook: requests printed as equivalent `curl` commands.
 //!
 //! Secrets never reach the terminal: token headers are replaced by `***`, and
-//! so is every JSON value whose key contains `password` or `secret`, as well
-//! as the token id of a token-method authentication.
+//! so is every scalar JSON value whose key contains `password` or `secret`
+//! (objects under such keys are walked into), as well as the token id of a
+//! token-method authentication.
 
 use reqwest::Method;
 use reqwest::header::HeaderMap;
@@ -29,7 +30,10 @@ fn mask_inner(v: &Value, parent: Option<&str>) -> Value {
             m.iter()
                 .map(|(k, sub)| {
                     let secret = is_secret_key(k) || (parent == Some("token") && k == "id");
-                    let masked = if secret && !sub.is_null() {
+                    // `"password": {"user": ...}` (the auth method) is walked
+                    // into; only the secret leaves are replaced.
+                    let leaf = !matches!(sub, Value::Object(_) | Value::Array(_) | Value::Null);
+                    let masked = if secret && leaf {
                         Value::String(MASK.to_owned())
                     } else {
                         mask_inner(sub, Some(k))
@@ -98,10 +102,15 @@ mod tests {
         assert!(!s.contains("\"p\""));
         assert!(!s.contains("\"o\""));
         assert!(!s.contains("\"x\""));
-        assert_eq!(m["auth"]["identity"]["password"], json!("***"));
+        assert_eq!(
+            m["auth"]["identity"]["password"],
+            json!({"user": {"name": "sysadmin", "password": "***"}})
+        );
         assert_eq!(m["user"]["name"], json!("u"));
         assert_eq!(m["empty"]["password"], Value::Null);
-        let t = mask_json(&json!({"auth": {"identity": {"methods": ["token"], "token": {"id": "gAAAA"}}}}));
+        let t = mask_json(
+            &json!({"auth": {"identity": {"methods": ["token"], "token": {"id": "gAAAA"}}}}),
+        );
         assert_eq!(t["auth"]["identity"]["token"]["id"], json!("***"));
         assert_eq!(t["auth"]["identity"]["methods"], json!(["token"]));
     }
@@ -123,7 +132,12 @@ mod tests {
             r#"curl -X POST 'http://h:30500/v3/users' -H 'x-auth-token: ***' -H 'content-type: application/json' -d '{"user":{"name":"it'\''s","password":"***"}}'"#
         );
         assert!(!line.contains("gAAAAsecret"));
-        let line = curl_line(&Method::GET, "http://h/x?a=1", &HeaderMap::new(), DebugBody::Stream);
+        let line = curl_line(
+            &Method::GET,
+            "http://h/x?a=1",
+            &HeaderMap::new(),
+            DebugBody::Stream,
+        );
         assert_eq!(line, "curl -X GET 'http://h/x?a=1' --data-binary @-");
     }
 }

@@ -150,7 +150,11 @@ mod tests {
             "http://h:30500/v3/users"
         );
         assert_eq!(
-            service_url("http://h:30500/v3/", "identity", "/v3/projects/p/users/u/roles/r"),
+            service_url(
+                "http://h:30500/v3/",
+                "identity",
+                "/v3/projects/p/users/u/roles/r"
+            ),
             "http://h:30500/v3/projects/p/users/u/roles/r"
         );
         assert_eq!(
@@ -177,7 +181,10 @@ mod tests {
 
     #[test]
     fn image_stripped_and_readded() {
-        assert_eq!(service_base("http://h:30292/v1", "image"), "http://h:30292/v1");
+        assert_eq!(
+            service_base("http://h:30292/v1", "image"),
+            "http://h:30292/v1"
+        );
         assert_eq!(
             service_url("http://h:30292/v1", "image", "/images"),
             "http://h:30292/v1/images"
@@ -195,7 +202,10 @@ mod tests {
         assert_eq!(strip_version("http://h/vx"), "http://h/vx");
         assert_eq!(strip_version("http://h/v"), "http://h/v");
         assert_eq!(strip_version("http://h/v3//"), "http://h");
-        assert_eq!(strip_version("http://h/api/s/identity/v3"), "http://h/api/s/identity");
+        assert_eq!(
+            strip_version("http://h/api/s/identity/v3"),
+            "http://h/api/s/identity"
+        );
     }
 
     #[test]
@@ -239,9 +249,8 @@ mod tests {
             ],
             ..Default::default()
         };
-        let pick = |svc: &str, iface: &str, region: Option<&str>| {
-            select(&token, svc, iface, region).ok()
-        };
+        let pick =
+            |svc: &str, iface: &str, region: Option<&str>| select(&token, svc, iface, region).ok();
         assert_eq!(
             pick("compute_v2", "internal", Some("region0")).as_deref(),
             Some("https://int:30888")

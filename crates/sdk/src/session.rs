@@ -253,7 +253,14 @@ mod tests {
         assert_ne!(a, cache_key(&config().with_project("other")));
         assert_ne!(a, cache_key(&config().with_project_domain("d2")));
         assert_ne!(a, cache_key(&config().with_user_domain("Default")));
-        assert_ne!(a, cache_key(&Config::new("http://other/v3").with_password("sysadmin", "pw").with_project("system")));
+        assert_ne!(
+            a,
+            cache_key(
+                &Config::new("http://other/v3")
+                    .with_password("sysadmin", "pw")
+                    .with_project("system")
+            )
+        );
         // the password is not part of the key
         assert_eq!(a, cache_key(&config().with_password("sysadmin", "other")));
     }
@@ -279,7 +286,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(cache.path()).expect("meta").permissions().mode();
+            let mode = std::fs::metadata(cache.path())
+                .expect("meta")
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
 
