@@ -12,20 +12,41 @@ fn climc_manages_identity() {
     assert!(out.contains("sysadmin"), "{out}");
     assert!(out.contains("***  Total: 1"), "{out}");
 
-    let (ok, out, err) = p.climc(&["user-create", "alice", "--password", "alice-pw-1", "--email", "a@example.com"]);
+    let (ok, out, err) = p.climc(&[
+        "user-create",
+        "alice",
+        "--password",
+        "alice-pw-1",
+        "--email",
+        "a@example.com",
+    ]);
     assert!(ok, "{out}{err}");
     assert!(out.contains("a@example.com"), "{out}");
     let (ok, out, err) = p.climc(&["project-create", "demo"]);
     assert!(ok, "{out}{err}");
     let (ok, out, err) = p.climc(&["project-add-user", "demo", "alice", "member"]);
     assert!(ok, "{out}{err}");
-    let (ok, out, err) = p.climc(&["--output-format", "json", "role-assignment-list", "--user", "alice", "--include-names"]);
+    let (ok, out, err) = p.climc(&[
+        "--output-format",
+        "json",
+        "role-assignment-list",
+        "--user",
+        "alice",
+        "--include-names",
+    ]);
     assert!(ok, "{out}{err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(v["role_assignments"][0]["role"]["name"], "member", "{v}");
 
     // Lists with the Cloudpods flags.
-    let (ok, out, err) = p.climc(&["user-list", "--filter", "name.startswith(ali)", "--limit", "5", "--details"]);
+    let (ok, out, err) = p.climc(&[
+        "user-list",
+        "--filter",
+        "name.startswith(ali)",
+        "--limit",
+        "5",
+        "--details",
+    ]);
     assert!(ok, "{out}{err}");
     assert!(out.contains("alice") && !out.contains("sysadmin"), "{out}");
 
@@ -43,7 +64,10 @@ fn climc_manages_identity() {
     assert!(ok, "{out}{err}");
     assert!(out.contains("demo"), "{out}");
     // A member may not create users: a clear error and a non-zero exit.
-    let (ok, out, err) = climc_with(&env, &["user-create", "mallory", "--password", "mallory-pw"]);
+    let (ok, out, err) = climc_with(
+        &env,
+        &["user-create", "mallory", "--password", "mallory-pw"],
+    );
     assert!(!ok, "{out}");
     assert!(err.contains("ForbiddenError"), "{err}");
 

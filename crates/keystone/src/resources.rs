@@ -301,18 +301,6 @@ impl Model for IdentityModel {
                     row.insert("project_id".into(), json!(s(&project, "id")));
                 }
             }
-            Kind::Credential => {
-                if s(row, "name").is_empty() {
-                    row.insert(
-                        "name".into(),
-                        json!(format!(
-                            "{}-{}",
-                            s(row, "type"),
-                            &crud::new_id(cloudpods_db::IdStyle::Hex32)[..8]
-                        )),
-                    );
-                }
-            }
             _ => {}
         }
         Ok(())

@@ -4,6 +4,7 @@
 //! are collapsed (`//servers`), and every answer carries `X-Request-Id`.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,6 +12,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures::FutureExt;
 use serde_json::Value;
 
 use crate::context::Ctx;
@@ -32,7 +34,19 @@ pub async fn handle(svc: Arc<Service>, req: Request) -> Response {
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..16].to_string());
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let (result, template) = route(&svc, req, &request_id).await;
+    // A panicking hook must not drop the connection without an answer:
+    // answer 500 in the Cloudpods shape (the panic itself is logged by the
+    // panic hook; its message is not for the client).
+    let (result, template) = match AssertUnwindSafe(route(&svc, req, &request_id))
+        .catch_unwind()
+        .await
+    {
+        Ok(r) => r,
+        Err(_) => (
+            Err(HttpError::internal("internal error")),
+            "panic".to_string(),
+        ),
+    };
     let mut resp = match result {
         Ok(r) => r,
         Err(e) => {
@@ -50,7 +64,7 @@ pub async fn handle(svc: Arc<Service>, req: Request) -> Response {
     let status = resp.status().as_u16();
     crate::metrics::record(
         svc.name,
-        method.as_str(),
+        crate::metrics::method_label(&method),
         &template,
         status,
         start.elapsed(),
@@ -146,7 +160,7 @@ async fn route(svc: &Arc<Service>, req: Request, request_id: &str) -> (Result<Re
     let (custom, custom_path, params) = match_custom(svc, &method, &segs);
     if let Some(i) = custom {
         let r = &svc.routes[i];
-        let template = format!("{} {}", method, r.template);
+        let template = format!("{} {}", crate::metrics::method_label(&method), r.template);
         let ctx = if r.auth {
             match authenticate(svc, &parts.headers, request_id).await {
                 Ok(c) => Some(c),
@@ -196,17 +210,25 @@ async fn route(svc: &Arc<Service>, req: Request, request_id: &str) -> (Result<Re
     if !svc.models.contains_key(first.as_str())
         && !svc.joints.iter().any(|j| j.desc().plural == first)
     {
-        return (
-            Err(HttpError::new(
+        // A custom route's path with another method (`DELETE /ping`) is a
+        // 405 here too: with an empty prefix (the region) every custom path
+        // gets past the prefix check above.
+        let err = if custom_path {
+            method_not_allowed(&method)
+        } else {
+            HttpError::new(
                 cloudpods_apis::ErrorClass::NotFoundError,
                 format!("resource {first} not found"),
-            )),
-            "unmatched".into(),
-        );
+            )
+        };
+        return (Err(err), "unmatched".into());
     }
     let ctx = match authenticate(svc, &parts.headers, request_id).await {
         Ok(c) => c,
-        Err(e) => return (Err(e), format!("{method} {}/{first}", svc.prefix)),
+        Err(e) => {
+            let m = crate::metrics::method_label(&method);
+            return (Err(e), format!("{m} {}/{first}", svc.prefix));
+        }
     };
     let mut api = ApiRequest {
         method: method.clone(),
@@ -219,7 +241,8 @@ async fn route(svc: &Arc<Service>, req: Request, request_id: &str) -> (Result<Re
         request_id: request_id.to_string(),
     };
     let (template, result) = generic_route(svc, &ctx, &method, &rest, &mut api).await;
-    let template = format!("{method} {}{template}", svc.prefix);
+    let m = crate::metrics::method_label(&method);
+    let template = format!("{m} {}{template}", svc.prefix);
     (result.map(json_response), template)
 }
 
@@ -328,9 +351,7 @@ async fn generic_route(
                                     _ => Object::new(),
                                 };
                                 let r = async {
-                                    if !x.starts_with("__") {
-                                        ctx.require(p, "perform", Some(x))?;
-                                    }
+                                    ctx.require(p, "perform", Some(x))?;
                                     m.perform_class(ctx, x, input).await
                                 }
                                 .await;
@@ -451,8 +472,10 @@ async fn generic_route(
                 .await;
                 return (t, r);
             }
+            // `b` matched nothing: keep the client's segment out of the
+            // metrics label (unbounded cardinality).
             (
-                t,
+                format!("/{a}/{{id}}/{{x}}/{{id}}"),
                 Err(HttpError::not_found(format!("resource {a}/{b} not found"))),
             )
         }

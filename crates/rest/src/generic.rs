@@ -20,6 +20,32 @@ use crate::params::{Object, flag, get_bool, get_i64, get_str, get_str_any, get_s
 /// Default and maximum page size (Cloudpods `consts.go`).
 pub const MAX_LIMIT: u64 = 2048;
 
+/// Most `filter` clauses, tag conditions and tag values one list accepts.
+/// Each is one more level of the SQL expression tree, and SQLite refuses
+/// trees deeper than 1000 — a storage error (500) instead of a 400.
+pub const MAX_CLAUSES: usize = 200;
+
+/// Most values bound in one list query (`?id=a&id=b…`, `in(…)` filters).
+/// SQLite refuses more than 32766 variables, MySQL more than 65535.
+pub const MAX_BOUND_VALUES: usize = 10_000;
+
+/// Refuse list queries the database would refuse (see [`MAX_CLAUSES`] and
+/// [`MAX_BOUND_VALUES`]).
+fn check_query_size(clauses: usize, conds: &[Sql]) -> Result<()> {
+    if clauses > MAX_CLAUSES {
+        return Err(HttpError::input(format!(
+            "too many filter conditions ({clauses}, at most {MAX_CLAUSES})"
+        )));
+    }
+    let values: usize = conds.iter().map(|c| c.args.len()).sum();
+    if values > MAX_BOUND_VALUES {
+        return Err(HttpError::input(format!(
+            "too many filter values ({values}, at most {MAX_BOUND_VALUES})"
+        )));
+    }
+    Ok(())
+}
+
 /// Keys accepted on every create besides the settable columns.
 const GENERIC_CREATE_KEYS: &[&str] = &[
     "generate_name",
@@ -35,6 +61,18 @@ const GENERIC_CREATE_KEYS: &[&str] = &[
     "metadata",
     "dry_run",
     "id",
+];
+
+/// Keys the generic details add to objects (ignored on update).
+const DETAIL_KEYS: &[&str] = &[
+    "project",
+    "tenant",
+    "project_id",
+    "project_domain",
+    "domain",
+    "can_delete",
+    "can_update",
+    "metadata",
 ];
 
 /// List parameters that are never column filters.
@@ -163,16 +201,33 @@ pub async fn lookup_get<M: Model + ?Sized>(
     extra: Option<&str>,
 ) -> Result<Row> {
     let desc = m.desc();
-    let scope = match ctx.max_scope(desc.plural, "get", extra) {
-        Some(s) => s,
-        None => {
-            // Without read permission, answer 404 unless the caller owns it.
-            return Err(not_found(desc, ident));
-        }
+    let scope = ctx.max_scope(desc.plural, "get", extra);
+    let Some(spec) = extra else {
+        // Without read permission nothing is visible: 404.
+        let scope = scope.ok_or_else(|| not_found(desc, ident))?;
+        return find(m, ctx, ident, scope, true)
+            .await?
+            .ok_or_else(|| not_found(desc, ident));
     };
-    find(m, ctx, ident, scope, true)
+    // A spec (`get.vnc`): find the object with plain read rights too, so
+    // that a visible object whose spec is denied answers 403, like actions
+    // do; invisible objects stay 404.
+    let read = ctx.max_scope(desc.plural, "get", None);
+    let search = match (read, scope) {
+        (Some(a), Some(b)) => a.max(b),
+        (Some(a), None) | (None, Some(a)) => a,
+        (None, None) => return Err(not_found(desc, ident)),
+    };
+    let obj = find(m, ctx, ident, search, true)
         .await?
-        .ok_or_else(|| not_found(desc, ident))
+        .ok_or_else(|| not_found(desc, ident))?;
+    match scope {
+        Some(s) if ctx.can_see(desc, &obj, s, true) => Ok(obj),
+        _ => Err(HttpError::forbidden(format!(
+            "not allowed to get {spec} of {} {ident}",
+            desc.keyword
+        ))),
+    }
 }
 
 /// Look up an object for `action` (update, delete, perform): invisible
@@ -245,6 +300,7 @@ pub async fn list<M: Model + ?Sized>(
         conds.push(search_condition(desc, &s));
     }
     let filters = get_strs(q, "filter");
+    check_query_size(filters.len(), &[])?;
     if !filters.is_empty() {
         let mut parts = Vec::new();
         for f in &filters {
@@ -253,7 +309,8 @@ pub async fn list<M: Model + ?Sized>(
         let any = flag(q, "filter_any")?;
         conds.push(join_conds(parts, if any { " OR " } else { " AND " }));
     }
-    tag_filters(desc, q, &mut conds)?;
+    let tag_clauses = tag_filters(desc, q, &mut conds)?;
+    check_query_size(filters.len() + tag_clauses, &conds)?;
     if desc.pending_delete {
         if flag(q, "pending_delete_all")? {
         } else if flag(q, "pending_delete")? {
@@ -292,7 +349,10 @@ pub async fn list<M: Model + ?Sized>(
         let spec = ListSpec {
             conds,
             order: vec![(desc.pk().to_string(), order)],
-            limit: Some(limit + 1),
+            // One extra row tells whether there is a next page; keep the
+            // LIMIT within a signed 64-bit integer (force_no_paging allows
+            // limit=i64::MAX, and SQLite refuses a larger LIMIT).
+            limit: Some(limit.saturating_add(1).min(i64::MAX as u64)),
             offset: 0,
             count: false,
             columns: None,
@@ -346,7 +406,14 @@ pub async fn list<M: Model + ?Sized>(
 /// values omitted, as Cloudpods writes it.
 pub fn list_envelope(plural: &str, rows: Vec<Value>, total: u64, limit: u64, offset: u64) -> Value {
     let mut out = Map::new();
+    // Cloudpods answers a query matching nothing with the bare envelope
+    // (`ListItems` returns an empty `ListResult`): `{"servers":[]}`, no
+    // limit or offset even when the caller sent them.
+    let empty = total == 0 && rows.is_empty();
     out.insert(plural.into(), Value::Array(rows));
+    if empty {
+        return Value::Object(out);
+    }
     if total > 0 {
         out.insert("total".into(), json!(total));
     }
@@ -453,11 +520,9 @@ fn bind_for(col: &Column, v: &str) -> Result<SqlValue> {
                 HttpError::input(format!("{} must be an integer, got {v:?}", col.name))
             })?)
         }
-        ColType::Float => {
-            SqlValue::Float(v.trim().parse::<f64>().map_err(|_| {
-                HttpError::input(format!("{} must be a number, got {v:?}", col.name))
-            })?)
-        }
+        ColType::Float => SqlValue::Float(parse_finite(v).ok_or_else(|| {
+            HttpError::input(format!("{} must be a number, got {v:?}", col.name))
+        })?),
         ColType::Bool => {
             SqlValue::Int(cloudpods_apis::lenient::parse_bool(v).ok_or_else(|| {
                 HttpError::input(format!("{} must be a boolean, got {v:?}", col.name))
@@ -465,6 +530,12 @@ fn bind_for(col: &Column, v: &str) -> Result<SqlValue> {
         }
         _ => SqlValue::Text(v.to_string()),
     })
+}
+
+/// A finite number: Rust also parses `nan` and `inf`, which JSON cannot
+/// carry (they would be stored as NULL) and MySQL refuses.
+fn parse_finite(s: &str) -> Option<f64> {
+    s.trim().parse::<f64>().ok().filter(|f| f.is_finite())
 }
 
 fn like_escape(s: &str) -> String {
@@ -599,9 +670,11 @@ pub fn filter_condition(desc: &ModelDesc, text: &str) -> Result<Sql> {
 }
 
 /// `tags.0.key=k&tags.0.value=v` (and `no_tags`) on standalone models.
-fn tag_filters(desc: &ModelDesc, q: &Object, conds: &mut Vec<Sql>) -> Result<()> {
+/// Returns the number of clauses added (for [`check_query_size`]).
+fn tag_filters(desc: &ModelDesc, q: &Object, conds: &mut Vec<Sql>) -> Result<usize> {
+    let mut clauses = 0;
     if !desc.metadata {
-        return Ok(());
+        return Ok(clauses);
     }
     for (param, negate) in [("tags", false), ("no_tags", true)] {
         let Some(v) = q.get(param) else { continue };
@@ -623,6 +696,11 @@ fn tag_filters(desc: &ModelDesc, q: &Object, conds: &mut Vec<Sql>) -> Result<()>
             let key = get_str(obj, "key")
                 .ok_or_else(|| HttpError::input(format!("{param}: key missing")))?;
             let values = get_strs(obj, "value");
+            clauses += values.len().max(1);
+            if clauses > MAX_CLAUSES {
+                // Stop before building thousands of subqueries.
+                return Ok(clauses);
+            }
             let cond = if values.is_empty() {
                 metadata::has_tag(desc.keyword, desc.table, &key, None)
             } else {
@@ -644,7 +722,7 @@ fn tag_filters(desc: &ModelDesc, q: &Object, conds: &mut Vec<Sql>) -> Result<()>
             }
         }
     }
-    Ok(())
+    Ok(clauses)
 }
 
 fn parse_order(s: Option<&str>) -> Result<Option<Order>> {
@@ -666,7 +744,10 @@ fn list_order(desc: &ModelDesc, q: &Object) -> Result<Vec<(String, Order)>> {
             .column(&c)
             .filter(|c| !c.flags.has(ColFlags::SECRET))
             .ok_or_else(|| HttpError::input(format!("cannot order {} by {c:?}", desc.plural)))?;
-        order.push((col.name.to_string(), dir));
+        // A repeated column adds nothing (and SQLite caps ORDER BY terms).
+        if !order.iter().any(|(o, _)| o == col.name) {
+            order.push((col.name.to_string(), dir));
+        }
     }
     if order.is_empty() {
         order.push(("created_at".into(), dir));
@@ -870,7 +951,7 @@ pub fn coerce_input(col: &Column, v: &Value) -> Result<Value> {
         }
         ColType::Float => match v {
             Value::Number(n) => json!(n.as_f64().unwrap_or_default()),
-            Value::String(s) => json!(s.trim().parse::<f64>().map_err(|_| bad("a number"))?),
+            Value::String(s) => json!(parse_finite(s).ok_or_else(|| bad("a number"))?),
             _ => return Err(bad("a number")),
         },
         ColType::Bool => {
@@ -1135,16 +1216,23 @@ pub async fn create<M: Model + ?Sized>(
         rows.push(r);
     }
     if flag(&input, "dry_run")? {
-        let mut vals = Vec::new();
-        for r in rows {
-            vals.push(Value::Object(r));
-        }
+        // The prepared rows hold whatever the input set, secrets included.
+        let mut rows = rows;
+        strip_secrets(desc, &mut rows);
+        let vals: Vec<Value> = rows.into_iter().map(Value::Object).collect();
         return Ok(json!({ desc.plural: vals }));
     }
+    let meta = match input.get("__meta__").or_else(|| input.get("metadata")) {
+        Some(Value::Object(meta)) if desc.metadata => {
+            // Check before inserting: a refused key must not leave the
+            // object created behind a 400.
+            metadata::validate_keys(meta)?;
+            Some(meta)
+        }
+        _ => None,
+    };
     let created = m.create(ctx, rows, &input).await?;
-    if desc.metadata
-        && let Some(Value::Object(meta)) = input.get("__meta__").or_else(|| input.get("metadata"))
-    {
+    if let Some(meta) = meta {
         for r in &created {
             metadata::set(m.db(), desc.keyword, &pk_of(desc, r), meta, None).await?;
         }
@@ -1265,7 +1353,11 @@ pub async fn update<M: Model + ?Sized>(
             }
             Some(_) => {}
             None => {
-                if !desc.extra_update_fields.contains(&k.as_str()) {
+                // Fields our own details add are ignored, so a client can PUT
+                // back an object it fetched.
+                if !desc.extra_update_fields.contains(&k.as_str())
+                    && !DETAIL_KEYS.contains(&k.as_str())
+                {
                     return Err(HttpError::input(format!(
                         "unknown field {k:?} for {}",
                         desc.keyword
@@ -1273,6 +1365,10 @@ pub async fn update<M: Model + ?Sized>(
                 }
             }
         }
+    }
+    if desc.standalone && changes.get("name").is_some_and(Value::is_null) {
+        // `{"name": null}` would leave the object without a handle.
+        return Err(HttpError::input("name must not be empty"));
     }
     if let Some(name) = changes
         .get("name")
@@ -1386,12 +1482,31 @@ pub async fn perform<M: Model + ?Sized>(
     let desc = m.desc();
     let obj = lookup_for(m, ctx, ident, "perform", Some(action)).await?;
     let input = crate::params::unwrap_envelope(body, &[desc.keyword], false)?;
-    let Value::Object(input) = normalize_keys(Value::Object(input)) else {
-        return Err(HttpError::input("request body must be a JSON object"));
+    // The input of the metadata actions is a user-defined map whose keys are
+    // tag names (`{"Env": "prod"}` → `user:Env`): keep them as sent.
+    let input = if METADATA_ACTIONS.contains(&action) {
+        input
+    } else {
+        let Value::Object(input) = normalize_keys(Value::Object(input)) else {
+            return Err(HttpError::input("request body must be a JSON object"));
+        };
+        input
     };
-    let out = m.perform(ctx, obj, action, input).await?;
+    let id = pk_of(desc, &obj);
+    let mut out = m.perform(ctx, obj, action, input).await?;
+    // Actions commonly answer the reloaded row; secret columns never leave
+    // the API, whatever the model's action returned.
+    if let Value::Object(o) = &mut out
+        && o.get(desc.pk())
+            .is_some_and(|v| str_of(v).as_deref() == Some(id.as_str()))
+    {
+        strip_secrets(desc, std::slice::from_mut(o));
+    }
     Ok(json!({ desc.keyword: out }))
 }
+
+/// Actions whose input is a map of metadata keys.
+const METADATA_ACTIONS: &[&str] = &["metadata", "user-metadata", "set-user-metadata", "set-tags"];
 
 /// Actions every model understands.
 pub async fn perform_common<M: Model + ?Sized>(
@@ -1407,7 +1522,7 @@ pub async fn perform_common<M: Model + ?Sized>(
         .max_scope(desc.plural, "perform", Some(action))
         .unwrap_or(Scope::Project);
     match action {
-        "metadata" | "user-metadata" | "set-user-metadata" | "set-tags" if desc.metadata => {
+        a if METADATA_ACTIONS.contains(&a) && desc.metadata => {
             let user = action != "metadata";
             let mut kv = Map::new();
             for (k, v) in input {
@@ -1431,8 +1546,14 @@ pub async fn perform_common<M: Model + ?Sized>(
             }
             let status = get_str(&input, "status")
                 .ok_or_else(|| HttpError::missing("status is required"))?;
+            // Checked like any input to the column (length), so MySQL's
+            // strict mode never sees an over-long value.
+            let status = match desc.column("status") {
+                Some(col) => coerce_input(col, &json!(status))?,
+                None => json!(status),
+            };
             let mut ch = Row::new();
-            ch.insert("status".into(), json!(status));
+            ch.insert("status".into(), status);
             crud::update(m.db().write(), desc, &id, &ch).await?;
             reload_row(m, &id).await
         }
@@ -1577,6 +1698,10 @@ pub async fn property_common<M: Model + ?Sized>(
             if desc.soft_delete {
                 sql.push(" AND `deleted` = 0");
             }
+            // Like the list: rows in the recycle bin are not offered.
+            if desc.pending_delete {
+                sql.push(" AND `pending_deleted` = 0");
+            }
             if let Some(v) = ctx.visibility(desc, scope) {
                 sql.push(" AND (").append(v).push(")");
             }
@@ -1618,12 +1743,18 @@ pub async fn joint_list<J: JointModel + ?Sized>(
         Some(l) if l > 0 => (l as u64).min(MAX_LIMIT),
         _ => MAX_LIMIT,
     };
-    let offset = get_i64(q, "offset")?.unwrap_or(0).max(0) as u64;
+    let offset = match get_i64(q, "offset")? {
+        Some(o) if o < 0 => return Err(HttpError::input("offset must not be negative")),
+        o => o.unwrap_or(0) as u64,
+    };
     let mut conds = conds;
     column_filters(desc, q, &mut conds)?;
-    for f in get_strs(q, "filter") {
-        conds.push(filter_condition(desc, &f)?);
+    let filters = get_strs(q, "filter");
+    check_query_size(filters.len(), &[])?;
+    for f in &filters {
+        conds.push(filter_condition(desc, f)?);
     }
+    check_query_size(filters.len(), &conds)?;
     let spec = ListSpec {
         conds,
         order: vec![(desc.pk().to_string(), Order::Asc)],
@@ -1745,5 +1876,8 @@ mod tests {
         assert_eq!(v, json!({"servers": []}));
         let v = list_envelope("servers", vec![], 5, 20, 0);
         assert_eq!(v, json!({"servers": [], "total": 5, "limit": 20}));
+        // Nothing matched: the bare envelope, whatever the page was.
+        let v = list_envelope("servers", vec![], 0, 2048, 10);
+        assert_eq!(v, json!({"servers": []}));
     }
 }

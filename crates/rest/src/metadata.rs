@@ -61,6 +61,26 @@ pub async fn get_many(
     Ok(out)
 }
 
+/// Refuse keys the table cannot hold. Callers that write the object first
+/// (create) check before writing, so a bad key fails the whole request.
+pub fn validate_keys(kv: &Map<String, Value>) -> Result<()> {
+    for (k, v) in kv {
+        if k.is_empty() || k.len() > 256 {
+            return Err(HttpError::input(format!("invalid metadata key {k:?}")));
+        }
+        let len = match v {
+            Value::String(s) => s.len(),
+            other => other.to_string().len(),
+        };
+        if len > 64 * 1024 {
+            return Err(HttpError::input(format!(
+                "metadata value of {k:?} exceeds 64 KiB"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Set keys (a null or empty value removes the key). With `replace_prefix`,
 /// existing keys with that prefix that are not in `kv` are removed first
 /// (`set-user-metadata` replaces all user tags).
@@ -71,11 +91,7 @@ pub async fn set(
     kv: &Map<String, Value>,
     replace_prefix: Option<&str>,
 ) -> Result<()> {
-    for k in kv.keys() {
-        if k.is_empty() || k.len() > 256 {
-            return Err(HttpError::input(format!("invalid metadata key {k:?}")));
-        }
-    }
+    validate_keys(kv)?;
     let mut tx = db.begin().await?;
     if let Some(prefix) = replace_prefix {
         let mut q = Sql::new("DELETE FROM `metadata_tbl` WHERE `obj_type` = ");

@@ -32,6 +32,23 @@ pub fn init() {
     let _ = handle();
 }
 
+/// The `method` label: the standard methods by name, anything else
+/// (clients may send any token as a method) as `OTHER`, so that labels stay
+/// bounded.
+pub fn method_label(method: &http::Method) -> &'static str {
+    use http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
 /// Record one finished request.
 pub fn record(service: &'static str, method: &str, route: &str, status: u16, elapsed: Duration) {
     if handle().is_none() {

@@ -124,7 +124,7 @@ pub fn document(svc: &Service) -> Value {
         let list_schema = json!({"type": "object", "properties": {
             d.plural: {"type": "array", "items": {"$ref": format!("#/components/schemas/{name}")}},
             "total": {"type": "integer"}, "limit": {"type": "integer"}, "offset": {"type": "integer"}}});
-        let mut collection = json!({
+        let collection = json!({
             "get": {"operationId": format!("{}_list", d.plural), "tags": [d.plural], "parameters": list_params(),
                     "responses": {"200": ok("list", list_schema)}},
             "post": {"operationId": format!("{}_create", d.plural), "tags": [d.plural],
@@ -132,15 +132,6 @@ pub fn document(svc: &Service) -> Value {
                         d.keyword: {"$ref": format!("#/components/schemas/{name}Create")}, "count": {"type": "integer"}}, "required": [d.keyword]}}}},
                      "responses": {"200": ok("created", envelope(d.keyword, &name))}},
         });
-        if let Some(obj) = collection.as_object_mut() {
-            for op in obj.values_mut() {
-                if let Some(r) = op.get_mut("responses").and_then(Value::as_object_mut)
-                    && let Some(errs) = error_responses().as_object()
-                {
-                    r.extend(errs.clone());
-                }
-            }
-        }
         paths.insert(format!("{prefix}/{}", d.plural), collection);
         paths.insert(
             format!("{prefix}/{}/{{id}}", d.plural),
@@ -150,9 +141,25 @@ pub fn document(svc: &Service) -> Value {
                 "put": {"operationId": format!("{}_update", d.plural), "tags": [d.plural],
                         "requestBody": {"content": {"application/json": {"schema": {"type": "object", "properties": {d.keyword: {"$ref": format!("#/components/schemas/{name}Update")}}}}}},
                         "responses": {"200": ok("updated", envelope(d.keyword, &name))}},
+                "patch": {"operationId": format!("{}_patch", d.plural), "tags": [d.plural],
+                        "requestBody": {"content": {"application/json": {"schema": {"type": "object", "properties": {d.keyword: {"$ref": format!("#/components/schemas/{name}Update")}}}}}},
+                        "responses": {"200": ok("updated", envelope(d.keyword, &name))}},
+                "head": {"operationId": format!("{}_head", d.plural), "tags": [d.plural], "responses": {"200": {"description": "exists"}}},
                 "delete": {"operationId": format!("{}_delete", d.plural), "tags": [d.plural], "responses": {"200": ok("deleted", envelope(d.keyword, &name))}},
+                // `POST /{plural}/{action}` has the same shape as an object
+                // path (OpenAPI forbids a second template for it).
+                "post": {"operationId": format!("{}_class_action", d.plural), "tags": [d.plural],
+                         "summary": "perform a class action: the path segment is the action name; body and answer are wrapped in the plural",
+                         "responses": {"200": ok("result", json!({"type": "object"}))}},
             }),
         );
+        for prop in m.class_properties() {
+            paths.insert(
+                format!("{prefix}/{}/{prop}", d.plural),
+                json!({"get": {"operationId": format!("{}_property_{}", d.plural, prop.replace('-', "_")), "tags": [d.plural],
+                               "summary": "class property", "responses": {"200": ok("property", json!({"type": "object"}))}}}),
+            );
+        }
         paths.insert(
             format!("{prefix}/{}/{{id}}/{{action}}", d.plural),
             json!({
@@ -172,6 +179,17 @@ pub fn document(svc: &Service) -> Value {
                     "post": {"operationId": format!("{}_create_in_{ctx}", d.plural), "tags": [d.plural], "responses": {"200": ok("created", envelope(d.keyword, &name))}},
                 }),
             );
+            let obj = || ok("object", envelope(d.keyword, &name));
+            paths.insert(
+                format!("{prefix}/{ctx}/{{ctx_id}}/{}/{{id}}", d.plural),
+                json!({
+                    "parameters": [{"name": "ctx_id", "in": "path", "required": true, "schema": {"type": "string"}}, id_param()],
+                    "get": {"operationId": format!("{}_get_in_{ctx}", d.plural), "tags": [d.plural], "responses": {"200": obj()}},
+                    "put": {"operationId": format!("{}_update_in_{ctx}", d.plural), "tags": [d.plural], "responses": {"200": obj()}},
+                    "patch": {"operationId": format!("{}_patch_in_{ctx}", d.plural), "tags": [d.plural], "responses": {"200": obj()}},
+                    "delete": {"operationId": format!("{}_delete_in_{ctx}", d.plural), "tags": [d.plural], "responses": {"200": obj()}},
+                }),
+            );
         }
     }
     for j in svc.joints() {
@@ -185,18 +203,36 @@ pub fn document(svc: &Service) -> Value {
             format!("{prefix}/{}", d.plural),
             json!({"get": {"operationId": format!("{}_list", d.plural), "tags": [d.plural], "responses": {"200": ok("list", json!({"type": "object"}))}}}),
         );
-        paths.insert(
-            format!("{prefix}/{m}/{{id}}/{s}"),
-            json!({"parameters": [id_param()], "get": {"operationId": format!("{}_list_descendants", d.plural), "tags": [d.plural], "responses": {"200": ok("list", json!({"type": "object"}))}}}),
-        );
-        paths.insert(
-            format!("{prefix}/{m}/{{id}}/{s}/{{sid}}"),
-            json!({"parameters": [id_param(), {"name": "sid", "in": "path", "required": true, "schema": {"type": "string"}}],
-                   "get": {"operationId": format!("{}_get", d.plural), "tags": [d.plural], "responses": {"200": ok("joint", envelope(d.keyword, &name))}},
-                   "post": {"operationId": format!("{}_attach", d.plural), "tags": [d.plural], "responses": {"200": ok("joint", envelope(d.keyword, &name))}},
-                   "put": {"operationId": format!("{}_update", d.plural), "tags": [d.plural], "responses": {"200": ok("joint", envelope(d.keyword, &name))}},
-                   "delete": {"operationId": format!("{}_detach", d.plural), "tags": [d.plural], "responses": {"200": ok("joint", envelope(d.keyword, &name))}}}),
-        );
+        // Both orders are served: /servers/{id}/disks and /disks/{id}/servers.
+        for (a, b, sfx) in [(m, s, ""), (s, m, "_reversed")] {
+            paths.insert(
+                format!("{prefix}/{a}/{{id}}/{b}"),
+                json!({"parameters": [id_param()], "get": {"operationId": format!("{}_list_descendants{sfx}", d.plural), "tags": [d.plural], "responses": {"200": ok("list", json!({"type": "object"}))}}}),
+            );
+            paths.insert(
+                format!("{prefix}/{a}/{{id}}/{b}/{{sid}}"),
+                json!({"parameters": [id_param(), {"name": "sid", "in": "path", "required": true, "schema": {"type": "string"}}],
+                       "get": {"operationId": format!("{}_get{sfx}", d.plural), "tags": [d.plural], "responses": {"200": ok("joint", envelope(d.keyword, &name))}},
+                       "post": {"operationId": format!("{}_attach{sfx}", d.plural), "tags": [d.plural], "responses": {"200": ok("joint", envelope(d.keyword, &name))}},
+                       "put": {"operationId": format!("{}_update{sfx}", d.plural), "tags": [d.plural], "responses": {"200": ok("joint", envelope(d.keyword, &name))}},
+                       "delete": {"operationId": format!("{}_detach{sfx}", d.plural), "tags": [d.plural], "responses": {"200": ok("joint", envelope(d.keyword, &name))}}}),
+            );
+        }
+    }
+    // Every generic operation may answer the Cloudpods errors.
+    if let Some(errs) = error_responses().as_object() {
+        for item in paths.values_mut() {
+            let Some(item) = item.as_object_mut() else {
+                continue;
+            };
+            for op in item.values_mut() {
+                if let Some(r) = op.get_mut("responses").and_then(Value::as_object_mut) {
+                    for (code, e) in errs {
+                        r.entry(code.clone()).or_insert_with(|| e.clone());
+                    }
+                }
+            }
+        }
     }
     for r in &svc.routes {
         let path: String = r
