@@ -383,7 +383,7 @@ impl ModelDesc {
         } else {
             std_cols.push(Column::str("id", 128).flag(ColFlags::LIST));
         }
-        std_cols.push(Column::time("created_at").indexed());
+        std_cols.push(Column::time("created_at"));
         std_cols.push(Column::time("updated_at"));
         std_cols.push(Column::int("update_version").default(0));
         if self.soft_delete {
@@ -455,6 +455,13 @@ impl ModelDesc {
             if !self.columns.iter().any(|x| x.name == c.name) {
                 self.columns.insert(0, c);
             }
+        }
+        // Lists order by (created_at, pk) by default; this index lets both
+        // databases walk it backwards and stop at the page instead of
+        // sorting the table.
+        let pk = self.pk();
+        if !self.indexes.iter().any(|i| i.columns == ["created_at", pk]) {
+            self = self.index(&["created_at", pk]);
         }
         let idx_cols: Vec<&'static str> = self
             .columns
