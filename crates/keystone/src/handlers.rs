@@ -295,28 +295,8 @@ async fn find(
     let scope = ctx
         .max_scope(desc.plural, "get", None)
         .ok_or_else(|| HttpError::not_found(format!("{what} {ident} not found")))?;
-    let mut c = crud::eq("id", ident);
-    c.push(" OR `name` = ").bind(ident);
-    let mut conds = vec![c];
-    if let Some(v) = ctx.visibility(desc, scope) {
-        conds.push(v);
-    }
-    let spec = cloudpods_db::ListSpec {
-        conds,
-        limit: Some(3),
-        ..Default::default()
-    };
-    let rows = crud::list(&ks.db, desc, &spec).await?.0;
-    if let Some(r) = rows.iter().find(|r| s(r, "id") == ident) {
-        return Ok(r.clone());
-    }
-    match rows.len() {
-        1 => Ok(rows.into_iter().next().unwrap_or_default()),
-        0 => Err(HttpError::not_found(format!("{what} {ident} not found"))),
-        _ => Err(HttpError::duplicate_name(format!(
-            "more than one {what} is named {ident}, use the id"
-        ))),
-    }
+    let conds = ctx.visibility(desc, scope).into_iter().collect();
+    store::find_ident(&ks.db, desc, ident, what, conds).await
 }
 
 struct AssignmentPath {

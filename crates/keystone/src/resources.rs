@@ -75,26 +75,7 @@ fn check_password(pw: &str) -> Result<()> {
 
 impl IdentityModel {
     async fn find_in(&self, desc: &ModelDesc, ident: &str, what: &str) -> Result<Row> {
-        let mut c = crud::eq("id", ident);
-        if desc.standalone {
-            c.push(" OR `name` = ").bind(ident);
-        }
-        let spec = cloudpods_db::ListSpec {
-            conds: vec![c],
-            limit: Some(3),
-            ..Default::default()
-        };
-        let rows = crud::list(&self.ks.db, desc, &spec).await?.0;
-        if let Some(r) = rows.iter().find(|r| s(r, "id") == ident) {
-            return Ok(r.clone());
-        }
-        match rows.len() {
-            1 => Ok(rows.into_iter().next().unwrap_or_default()),
-            0 => Err(HttpError::not_found(format!("{what} {ident} not found"))),
-            _ => Err(HttpError::duplicate_name(format!(
-                "more than one {what} is named {ident}, use the id"
-            ))),
-        }
+        store::find_ident(&self.ks.db, desc, ident, what, Vec::new()).await
     }
 
     fn validate_policy_blob(&self, ctx: &Ctx, row: &mut Row) -> Result<()> {
@@ -423,13 +404,7 @@ impl Model for IdentityModel {
         match self.kind {
             Kind::Project => {
                 store::purge_assignments(&self.ks.db, "target_id", &id).await?;
-                let mut q =
-                    Sql::new("UPDATE `role_policies` SET `deleted` = 1 WHERE `project_id` = ");
-                q.bind(id.as_str());
-                q.query()?
-                    .execute(self.ks.db.write())
-                    .await
-                    .map_err(cloudpods_db::DbError::from)?;
+                store::soft_delete_where(&self.ks.db, "role_policies", "project_id", &id).await?;
                 self.ks.tenants.invalidate();
                 self.ks.cache.forget_user(None);
             }
@@ -445,32 +420,16 @@ impl Model for IdentityModel {
             }
             Kind::Role => {
                 store::purge_assignments(&self.ks.db, "role_id", &id).await?;
-                let mut q = Sql::new("UPDATE `role_policies` SET `deleted` = 1 WHERE `role_id` = ");
-                q.bind(id.as_str());
-                q.query()?
-                    .execute(self.ks.db.write())
-                    .await
-                    .map_err(cloudpods_db::DbError::from)?;
+                store::soft_delete_where(&self.ks.db, "role_policies", "role_id", &id).await?;
                 self.ks.cache.forget_user(None);
             }
             Kind::Service => {
-                let mut q = Sql::new("UPDATE `endpoints` SET `deleted` = 1 WHERE `service_id` = ");
-                q.bind(id.as_str());
-                q.query()?
-                    .execute(self.ks.db.write())
-                    .await
-                    .map_err(cloudpods_db::DbError::from)?;
+                store::soft_delete_where(&self.ks.db, "endpoints", "service_id", &id).await?;
                 self.ks.invalidate_catalog();
             }
             Kind::Endpoint => self.ks.invalidate_catalog(),
             Kind::Policy => {
-                let mut q =
-                    Sql::new("UPDATE `role_policies` SET `deleted` = 1 WHERE `policy_id` = ");
-                q.bind(id.as_str());
-                q.query()?
-                    .execute(self.ks.db.write())
-                    .await
-                    .map_err(cloudpods_db::DbError::from)?;
+                store::soft_delete_where(&self.ks.db, "role_policies", "policy_id", &id).await?;
                 self.ks.cache.forget_user(None);
             }
             Kind::RolePolicy => self.ks.cache.forget_user(None),

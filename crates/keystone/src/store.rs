@@ -428,3 +428,48 @@ pub async fn count_where(db: &Db, table: &str, col: &str, val: &str, soft: bool)
     }
     Ok(crud::fetch_i64(db.read(), &q).await?)
 }
+
+/// A live row of `desc` by id or (case-insensitive) name, plus `conds`.
+/// An ambiguous name is a 409 asking for the id.
+pub async fn find_ident(
+    db: &Db,
+    desc: &cloudpods_db::ModelDesc,
+    ident: &str,
+    what: &str,
+    mut conds: Vec<Sql>,
+) -> std::result::Result<Row, cloudpods_rest::HttpError> {
+    use cloudpods_rest::HttpError;
+    let mut c = crud::eq("id", ident);
+    if desc.standalone {
+        c.push(" OR `name` = ").bind(ident);
+    }
+    conds.insert(0, c);
+    let spec = cloudpods_db::ListSpec {
+        conds,
+        limit: Some(3),
+        ..Default::default()
+    };
+    let rows = crud::list(db, desc, &spec).await?.0;
+    if let Some(r) = rows.iter().find(|r| s(r, "id") == ident) {
+        return Ok(r.clone());
+    }
+    let mut rows = rows.into_iter();
+    match (rows.next(), rows.next()) {
+        (Some(r), None) => Ok(r),
+        (None, _) => Err(HttpError::not_found(format!("{what} {ident} not found"))),
+        _ => Err(HttpError::duplicate_name(format!(
+            "more than one {what} is named {ident}, use the id"
+        ))),
+    }
+}
+
+/// Soft-delete every row of `table` whose `column` is `id`.
+pub async fn soft_delete_where(db: &Db, table: &str, column: &str, id: &str) -> Result<()> {
+    let mut q = Sql::new(format!("UPDATE `{table}` SET `deleted` = 1 WHERE "));
+    q.ident(column).push(" = ").bind(id);
+    q.query()?
+        .execute(db.write())
+        .await
+        .map_err(cloudpods_db::DbError::from)?;
+    Ok(())
+}

@@ -426,6 +426,49 @@ pub fn list_envelope(plural: &str, rows: Vec<Value>, total: u64, limit: u64, off
     Value::Object(out)
 }
 
+/// The project named by `project_id`/`project`/`tenant` (with an optional
+/// `project_domain` hint) and whether a caller granted `scope` may act in it.
+async fn named_project(
+    ctx: &Ctx,
+    input: &Object,
+    scope: Scope,
+    verb: &str,
+    what: &str,
+) -> Result<Option<crate::tenant::Tenant>> {
+    let Some(p) = get_str_any(input, &["project_id", "project", "tenant", "tenant_id"]) else {
+        return Ok(None);
+    };
+    let domain_id = match get_str_any(input, &["project_domain_id", "project_domain"]) {
+        Some(d) => Some(
+            ctx.tenants
+                .find_domain(&d)
+                .await?
+                .map(|(id, _)| id)
+                .ok_or_else(|| HttpError::not_found(format!("domain {d} not found")))?,
+        ),
+        None => None,
+    };
+    let t = ctx
+        .tenants
+        .find_project(&p, domain_id.as_deref())
+        .await?
+        .ok_or_else(|| {
+            HttpError::new(
+                cloudpods_apis::ErrorClass::TenantNotFoundError,
+                format!("project {p} not found"),
+            )
+        })?;
+    let allowed = t.id == ctx.identity.project_id
+        || scope == Scope::System
+        || (scope == Scope::Domain && t.domain_id == ctx.identity.domain_id);
+    if !allowed {
+        return Err(HttpError::forbidden(format!(
+            "not allowed to {verb} {what} in project {p}"
+        )));
+    }
+    Ok(Some(t))
+}
+
 async fn owner_conditions(
     ctx: &Ctx,
     desc: &ModelDesc,
@@ -433,39 +476,12 @@ async fn owner_conditions(
     granted: Scope,
 ) -> Result<Vec<Sql>> {
     let mut conds = Vec::new();
-    if desc.owner == Owner::Project
-        && let Some(p) = get_str_any(q, &["project_id", "project", "tenant", "tenant_id"])
-    {
-        let domain_hint = get_str_any(q, &["project_domain_id", "project_domain"]);
-        let domain_id = match domain_hint {
-            Some(d) => Some(
-                ctx.tenants
-                    .find_domain(&d)
-                    .await?
-                    .map(|(id, _)| id)
-                    .ok_or_else(|| HttpError::not_found(format!("domain {d} not found")))?,
-            ),
-            None => None,
-        };
-        let t = ctx
-            .tenants
-            .find_project(&p, domain_id.as_deref())
-            .await?
-            .ok_or_else(|| {
-                HttpError::new(
-                    cloudpods_apis::ErrorClass::TenantNotFoundError,
-                    format!("project {p} not found"),
-                )
-            })?;
-        let allowed = t.id == ctx.identity.project_id
-            || granted == Scope::System
-            || (granted == Scope::Domain && t.domain_id == ctx.identity.domain_id);
-        if !allowed {
-            return Err(HttpError::forbidden(format!(
-                "not allowed to list {} of project {p}",
-                desc.plural
-            )));
-        }
+    let project = if desc.owner == Owner::Project {
+        named_project(ctx, q, granted, "list", desc.plural).await?
+    } else {
+        None
+    };
+    if let Some(t) = project {
         conds.push(crud::eq("tenant_id", t.id));
     } else if desc.owner != Owner::None
         && let Some(d) = get_str_any(q, &["project_domain_id", "project_domain", "domain_id"])
@@ -1049,31 +1065,7 @@ async fn assign_owner(
 ) -> Result<()> {
     match desc.owner {
         Owner::Project => {
-            if let Some(p) = get_str_any(input, &["project_id", "project", "tenant", "tenant_id"]) {
-                let domain = get_str_any(input, &["project_domain_id", "project_domain"]);
-                let domain_id = match domain {
-                    Some(d) => ctx.tenants.find_domain(&d).await?.map(|(id, _)| id),
-                    None => None,
-                };
-                let t = ctx
-                    .tenants
-                    .find_project(&p, domain_id.as_deref())
-                    .await?
-                    .ok_or_else(|| {
-                        HttpError::new(
-                            cloudpods_apis::ErrorClass::TenantNotFoundError,
-                            format!("project {p} not found"),
-                        )
-                    })?;
-                let allowed = t.id == ctx.identity.project_id
-                    || scope == Scope::System
-                    || (scope == Scope::Domain && t.domain_id == ctx.identity.domain_id);
-                if !allowed {
-                    return Err(HttpError::forbidden(format!(
-                        "not allowed to create {} in project {p}",
-                        desc.keyword
-                    )));
-                }
+            if let Some(t) = named_project(ctx, input, scope, "create", desc.keyword).await? {
                 row.insert("tenant_id".into(), json!(t.id));
                 row.insert("domain_id".into(), json!(t.domain_id));
             } else if !ctx.identity.is_project_scoped() {
