@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod model;
 pub mod openapi;
 pub mod params;
+pub mod remote;
 pub mod server;
 pub mod service;
 pub mod tenant;
