@@ -3,11 +3,13 @@
 //! Everything here is plain data plus the parsing rules of the Cloudpods wire
 //! format (query strings, filters, lenient field names). No I/O.
 
+pub mod compute;
 pub mod error;
 pub mod filter;
 pub mod identity;
 pub mod lenient;
 pub mod querystring;
+pub mod scheduler;
 pub mod time;
 
 pub use error::{ErrorBody, ErrorClass};

@@ -49,12 +49,20 @@ pub struct Entry {
 
 /// Every resource table.
 pub fn resources() -> impl Iterator<Item = &'static Resource> {
-    crate::identity::RESOURCES.iter()
+    crate::identity::RESOURCES
+        .iter()
+        .chain(crate::compute_infra::RESOURCES.iter())
+        .chain(crate::compute_virt::RESOURCES.iter())
+        .chain(crate::compute_servers::RESOURCES.iter())
 }
 
 /// Every hand-written command.
 pub fn custom_commands() -> impl Iterator<Item = &'static CustomCmd> {
-    crate::identity::COMMANDS.iter()
+    crate::identity::COMMANDS
+        .iter()
+        .chain(crate::compute_infra::COMMANDS.iter())
+        .chain(crate::compute_virt::COMMANDS.iter())
+        .chain(crate::compute_servers::COMMANDS.iter())
 }
 
 /// "a user", "an endpoint".

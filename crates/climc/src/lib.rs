@@ -26,6 +26,9 @@
 
 pub mod cli;
 pub mod commands;
+pub mod compute_infra;
+pub mod compute_servers;
+pub mod compute_virt;
 pub mod identity;
 pub mod output;
 pub mod spec;

@@ -20,14 +20,52 @@ pub struct Config {
     /// Host name or address written into the service catalog (defaults to
     /// the listen address, or 127.0.0.1 when listening on all addresses).
     pub public_host: String,
-    pub region: String,
+    /// The keystone region id services register under (`region0`).
+    pub region_id: String,
     /// Bootstrap admin password; generated on first start when empty.
     pub admin_password: String,
     /// Log filter (`info`, `debug`, `cloudpods_rest=debug`…).
     pub log: String,
     pub keystone: KeystoneConfig,
+    pub region: RegionConfig,
     /// Where a stand-alone service finds keystone and its credentials.
     pub auth: AuthConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RegionConfig {
+    pub port: u16,
+    /// Identity of this process in task leases; stable across restarts.
+    /// Empty = kept in `<data_dir>/region-node-id`.
+    pub node: String,
+    /// Tasks run concurrently by this process.
+    pub task_workers: usize,
+    /// Seconds without a heartbeat before a host goes offline.
+    pub host_offline_seconds: u64,
+    /// Seconds before a released address is handed out again.
+    pub ip_reuse_seconds: u64,
+    /// Seconds a task waits for an agent before asking again.
+    pub agent_timeout_seconds: u64,
+    /// Deleted servers go to the recycle bin first.
+    pub enable_pending_delete: bool,
+    /// Largest `count` of one create.
+    pub max_batch: i64,
+}
+
+impl Default for RegionConfig {
+    fn default() -> Self {
+        RegionConfig {
+            port: 30888,
+            node: String::new(),
+            task_workers: 32,
+            host_offline_seconds: 180,
+            ip_reuse_seconds: 30,
+            agent_timeout_seconds: 300,
+            enable_pending_delete: false,
+            max_batch: 1000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,10 +99,11 @@ impl Default for Config {
             database: String::new(),
             listen_address: "127.0.0.1".into(),
             public_host: String::new(),
-            region: "region0".into(),
+            region_id: "region0".into(),
             admin_password: String::new(),
             log: "info".into(),
             keystone: KeystoneConfig::default(),
+            region: RegionConfig::default(),
             auth: AuthConfig::default(),
         }
     }
@@ -108,6 +147,9 @@ pub struct Overrides {
     /// Keystone port (0 = any free port).
     #[arg(long, global = true)]
     pub keystone_port: Option<u16>,
+    /// Region port (0 = any free port).
+    #[arg(long, global = true)]
+    pub region_port: Option<u16>,
     /// Log filter.
     #[arg(long, global = true)]
     pub log: Option<String>,
@@ -142,6 +184,9 @@ impl Config {
         }
         if let Some(v) = o.keystone_port {
             c.keystone.port = v;
+        }
+        if let Some(v) = o.region_port {
+            c.region.port = v;
         }
         if let Some(v) = &o.log {
             c.log = v.clone();
@@ -188,7 +233,7 @@ mod tests {
             ..Default::default()
         };
         let c = Config::load(&o).unwrap();
-        assert_eq!(c.region, "from-file");
+        assert_eq!(c.region_id, "from-file");
         assert_eq!(c.keystone.port, 2222);
         assert_eq!(c.log, "warn");
         assert!(c.database_url().starts_with("sqlite://"));

@@ -3,6 +3,7 @@
 
 mod bench;
 mod config;
+mod hostcmd;
 mod run;
 
 use std::path::PathBuf;
@@ -37,6 +38,13 @@ enum Command {
         #[arg(long)]
         ready_file: Option<PathBuf>,
     },
+    /// The region controller alone.
+    Region {
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
+    },
+    /// The host agent (registers with the region, runs guests).
+    Host(hostcmd::HostArgs),
     /// Rotate the Fernet token keys (staged key becomes primary).
     FernetRotate,
     /// Print the version.
@@ -74,6 +82,8 @@ fn main() -> anyhow::Result<()> {
             Command::Keystone { ready_file } => {
                 run::run(cfg, &[run::Role::Keystone], ready_file).await
             }
+            Command::Region { ready_file } => run::run(cfg, &[run::Role::Region], ready_file).await,
+            Command::Host(args) => hostcmd::run(cfg, args).await,
             Command::FernetRotate => run::fernet_rotate(cfg).await,
             Command::Bench(BenchKind::Identity(args)) => bench::identity(args).await,
             Command::Version => {

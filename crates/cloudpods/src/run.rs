@@ -18,18 +18,20 @@ use crate::config::Config;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Keystone,
+    Region,
 }
 
 impl Role {
     pub fn name(self) -> &'static str {
         match self {
             Role::Keystone => "keystone",
+            Role::Region => "region",
         }
     }
 }
 
 /// Every service that exists, for all-in-one.
-pub const ALL: &[Role] = &[Role::Keystone];
+pub const ALL: &[Role] = &[Role::Keystone, Role::Region];
 
 /// One listening service.
 pub struct Running {
@@ -57,7 +59,10 @@ fn redact(url: &str) -> String {
 }
 
 pub async fn migrate(db: &Db) -> anyhow::Result<()> {
-    let tables = cloudpods_keystone::tables();
+    // Every service's tables: processes of one deployment share the
+    // database, and whichever starts first brings the schema up to date.
+    let mut tables = cloudpods_keystone::tables();
+    tables.extend(cloudpods_region::tables());
     cloudpods_db::migrate::sync_schema(db, &tables, &[])
         .await
         .context("migrating the schema")
@@ -111,6 +116,7 @@ pub struct Started {
     /// The admin password when bootstrap generated or set it in this run.
     pub admin_password: Option<String>,
     pub keystone: Option<Arc<Keystone>>,
+    pub region: Option<Arc<cloudpods_region::Region>>,
     pub db: Db,
     pub elapsed: Duration,
     shutdown: tokio::sync::broadcast::Sender<()>,
@@ -127,6 +133,9 @@ impl Started {
 
     /// Stop serving and close the database.
     pub async fn stop(self) {
+        if let Some(r) = &self.region {
+            r.engine.stop();
+        }
         let _ = self.shutdown.send(());
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
@@ -150,7 +159,7 @@ pub async fn start(cfg: &Config, roles: &[Role]) -> anyhow::Result<Started> {
 
     if roles.contains(&Role::Keystone) {
         let given = (!cfg.admin_password.is_empty()).then_some(cfg.admin_password.as_str());
-        let boot = bootstrap::bootstrap(&db, given, &cfg.region)
+        let boot = bootstrap::bootstrap(&db, given, &cfg.region_id)
             .await
             .map_err(|e| anyhow::anyhow!("bootstrap failed: {e}"))?;
         admin_password = boot.admin_password.clone();
@@ -161,7 +170,7 @@ pub async fn start(cfg: &Config, roles: &[Role]) -> anyhow::Result<Started> {
         let (listener, port) = listen(cfg, cfg.keystone.port).await?;
         let url = format!("http://{host}:{port}/v3");
         for iface in ["public", "internal", "admin"] {
-            bootstrap::ensure_endpoint(&db, "identity", "keystone", &cfg.region, iface, &url)
+            bootstrap::ensure_endpoint(&db, "identity", "keystone", &cfg.region_id, iface, &url)
                 .await
                 .map_err(|e| anyhow::anyhow!("registering the keystone endpoint: {e}"))?;
         }
@@ -182,15 +191,122 @@ pub async fn start(cfg: &Config, roles: &[Role]) -> anyhow::Result<Started> {
         });
         keystone = Some(ks);
     }
+
+    let mut region = None;
+    if roles.contains(&Role::Region) {
+        let verifier: Arc<dyn TokenVerifier> = match &keystone {
+            Some(ks) => ks.clone(),
+            None => remote_verifier(cfg).await?,
+        };
+        let (listener, port) = listen(cfg, cfg.region.port).await?;
+        let url = format!("http://{host}:{port}");
+        let node = node_id(cfg)?;
+        let secret = cloudpods_region::store::setting(&db, "task_callback_secret", || {
+            let b: [u8; 32] = rand::random();
+            hex::encode(b)
+        })
+        .await?;
+        let engine_opts = cloudpods_taskman::EngineOptions {
+            workers: cfg.region.task_workers.max(1),
+            callback_base: url.clone(),
+            callback_secret: secret.into_bytes(),
+            ..Default::default()
+        };
+        let opts = cloudpods_region::RegionOptions {
+            host_offline_after: Duration::from_secs(cfg.region.host_offline_seconds.max(1)),
+            ip_reuse_after: Duration::from_secs(cfg.region.ip_reuse_seconds),
+            agent_timeout: Duration::from_secs(cfg.region.agent_timeout_seconds.max(1)),
+            max_batch: cfg.region.max_batch.max(1),
+            ..Default::default()
+        };
+        cloudpods_rest::generic::set_pending_delete_enabled(cfg.region.enable_pending_delete);
+        let r =
+            cloudpods_region::Region::new(db.clone(), engine_opts, &node, opts, tenants.clone());
+        r.start()
+            .await
+            .map_err(|e| anyhow::anyhow!("starting the region: {e}"))?;
+        for iface in ["public", "internal", "admin"] {
+            bootstrap::ensure_endpoint(&db, "compute_v2", "region2", &cfg.region_id, iface, &url)
+                .await
+                .map_err(|e| anyhow::anyhow!("registering the region endpoint: {e}"))?;
+        }
+        if let Some(ks) = &keystone {
+            ks.invalidate_catalog();
+        }
+        let router = cloudpods_rest::server::router(cloudpods_region::service(r.clone(), verifier));
+        let mut rx = shutdown.subscribe();
+        tasks.push(tokio::spawn(cloudpods_rest::server::serve(
+            listener,
+            router,
+            async move {
+                let _ = rx.recv().await;
+            },
+        )));
+        running.push(Running {
+            role: Role::Region,
+            url,
+        });
+        region = Some(r);
+    }
     Ok(Started {
         running,
         admin_password,
         keystone,
+        region,
         db,
         elapsed: started.elapsed(),
         shutdown,
         tasks,
     })
+}
+
+/// This process's stable identity in task leases.
+fn node_id(cfg: &Config) -> anyhow::Result<String> {
+    if !cfg.region.node.is_empty() {
+        return Ok(cfg.region.node.clone());
+    }
+    std::fs::create_dir_all(&cfg.data_dir)?;
+    let path = cfg.data_dir.join("region-node-id");
+    if let Ok(id) = std::fs::read_to_string(&path)
+        && !id.trim().is_empty()
+    {
+        return Ok(id.trim().to_string());
+    }
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let b: [u8; 6] = rand::random();
+    let id = format!("{}-{}", host.trim(), hex::encode(b));
+    std::fs::write(&path, &id)?;
+    Ok(id)
+}
+
+/// Validate tokens with a keystone in another process.
+async fn remote_verifier(cfg: &Config) -> anyhow::Result<Arc<dyn TokenVerifier>> {
+    let mut sdk = cloudpods_sdk::Config::from_env()
+        .unwrap_or_else(|_| cloudpods_sdk::Config::new(cfg.auth.auth_url.clone()));
+    if !cfg.auth.auth_url.is_empty() {
+        sdk.auth_url = cfg.auth.auth_url.clone();
+    }
+    if !cfg.auth.admin_user.is_empty() {
+        sdk = sdk.with_password(&cfg.auth.admin_user, &cfg.auth.admin_password);
+    }
+    if !cfg.auth.admin_project.is_empty() {
+        sdk = sdk.with_project(&cfg.auth.admin_project);
+    }
+    if sdk.auth_url.is_empty() {
+        anyhow::bail!(
+            "a service without keystone in its process needs auth.auth_url (or OS_AUTH_URL) and credentials"
+        );
+    }
+    let remote = cloudpods_rest::remote::RemoteVerifier::connect(sdk)
+        .await
+        .map_err(|e| anyhow::anyhow!("logging in to keystone: {e}"))?;
+    let cached = Arc::new(cloudpods_rest::auth::CachedVerifier::new(
+        remote.clone(),
+        Duration::from_secs(300),
+        100_000,
+    ));
+    let _poller = remote.spawn_revocation_poller(cached.clone(), Duration::from_secs(5));
+    Ok(cached)
 }
 
 /// Start the given services and serve until SIGINT/SIGTERM.
@@ -208,7 +324,7 @@ pub async fn run(cfg: Config, roles: &[Role], ready_file: Option<PathBuf>) -> an
              export OS_REGION_NAME={}\nexport OS_ENDPOINT_TYPE=publicURL\n",
             bootstrap::ADMIN_USER,
             bootstrap::SYSTEM_PROJECT,
-            cfg.region
+            cfg.region_id
         );
         write_private(&rc_path, &rc)?;
     }
@@ -254,7 +370,7 @@ pub async fn run(cfg: Config, roles: &[Role], ready_file: Option<PathBuf>) -> an
             "admin_user": bootstrap::ADMIN_USER,
             "admin_password": admin_password,
             "admin_project": bootstrap::SYSTEM_PROJECT,
-            "region": cfg.region,
+            "region": cfg.region_id,
             "startup_seconds": elapsed.as_secs_f64(),
         });
         write_private(&path, &serde_json::to_string_pretty(&doc)?)?;

@@ -1,1 +1,53 @@
-//! placeholder
+//! The host agent: registration and heartbeat with the region, and the
+//! agent side of the region → host protocol (docs/AGENT_PROTOCOL.md).
+//!
+//! What runs guests is a [`Driver`]. [`sim::SimDriver`] simulates a
+//! hypervisor (guests are records that change state after a delay); it lets
+//! the region, the scheduler and their tests run without QEMU. The QEMU
+//! driver arrives with the host agent issue.
+
+pub mod agent;
+pub mod register;
+pub mod sim;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+/// A failure reported to the region as the task's reason.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct DriverError(pub String);
+
+pub type DriverResult = Result<Value, DriverError>;
+
+/// What the agent does for each protocol action.
+#[async_trait]
+pub trait Driver: Send + Sync + 'static {
+    /// Create the guest's configuration (and customisation seed).
+    async fn deploy(&self, id: &str, desc: &Value, params: &Value) -> DriverResult;
+    async fn start(&self, id: &str, desc: &Value) -> DriverResult;
+    async fn stop(&self, id: &str, force: bool, timeout_secs: u64) -> DriverResult;
+    async fn reset(&self, id: &str) -> DriverResult;
+    /// Remove the guest (process and files; not its disks).
+    async fn delete(&self, id: &str) -> DriverResult;
+    /// `running`, `ready`, `crashed` or `notfound`.
+    async fn status(&self, id: &str) -> String;
+    async fn vnc(&self, id: &str) -> DriverResult;
+    async fn disk_create(&self, storage_id: &str, disk_id: &str, disk: &Value) -> DriverResult;
+    async fn disk_delete(&self, storage_id: &str, disk_id: &str) -> DriverResult;
+    async fn disk_resize(&self, storage_id: &str, disk_id: &str, size_mb: i64) -> DriverResult;
+    async fn disk_snapshot(
+        &self,
+        storage_id: &str,
+        disk_id: &str,
+        snapshot_id: &str,
+    ) -> DriverResult;
+    async fn disk_delete_snapshot(
+        &self,
+        storage_id: &str,
+        disk_id: &str,
+        snapshot_id: &str,
+    ) -> DriverResult;
+    /// Guests this driver knows about, with their status (re-adoption).
+    async fn guests(&self) -> Vec<(String, String)>;
+}

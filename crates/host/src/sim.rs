@@ -1,0 +1,212 @@
+//! A simulated hypervisor: guests and disks are records whose state changes
+//! after a configurable delay. It speaks the real agent protocol, so the
+//! region, scheduler and tests exercise everything except QEMU. State can
+//! be kept in a JSON file so a restarted simulated agent still knows its
+//! guests.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::{Driver, DriverError, DriverResult};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct SimState {
+    /// guest id → status (`ready`, `running`)
+    guests: HashMap<String, String>,
+    /// disk id → size MB
+    disks: HashMap<String, i64>,
+    snapshots: HashMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SimOptions {
+    /// How long each action takes.
+    pub delay: Duration,
+    /// Actions that fail (`deploy`, `start`, `disk_create`…), for fault tests.
+    pub fail: Vec<String>,
+    /// Where to keep the state across restarts.
+    pub state_file: Option<PathBuf>,
+}
+
+pub struct SimDriver {
+    opts: SimOptions,
+    state: Mutex<SimState>,
+}
+
+impl SimDriver {
+    pub fn new(opts: SimOptions) -> SimDriver {
+        let state = opts
+            .state_file
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        SimDriver {
+            opts,
+            state: Mutex::new(state),
+        }
+    }
+
+    async fn act(&self, action: &str) -> Result<(), DriverError> {
+        if !self.opts.delay.is_zero() {
+            tokio::time::sleep(self.opts.delay).await;
+        }
+        if self.opts.fail.iter().any(|f| f == action) {
+            return Err(DriverError(format!("simulated failure of {action}")));
+        }
+        Ok(())
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut SimState) -> T) -> T {
+        let mut st = match self.state.lock() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        };
+        let out = f(&mut st);
+        if let Some(path) = &self.opts.state_file
+            && let Ok(text) = serde_json::to_string(&*st)
+        {
+            let tmp = path.with_extension("tmp");
+            if std::fs::write(&tmp, text).is_ok() {
+                let _ = std::fs::rename(&tmp, path);
+            }
+        }
+        out
+    }
+
+    fn known(&self, id: &str) -> Result<(), DriverError> {
+        if self.with(|s| s.guests.contains_key(id)) {
+            Ok(())
+        } else {
+            Err(DriverError(format!("guest {id} is not on this host")))
+        }
+    }
+}
+
+#[async_trait]
+impl Driver for SimDriver {
+    async fn deploy(&self, id: &str, desc: &Value, _params: &Value) -> DriverResult {
+        self.act("deploy").await?;
+        for d in desc["disks"].as_array().cloned().unwrap_or_default() {
+            let did = d["disk_id"].as_str().unwrap_or_default();
+            if !self.with(|s| s.disks.contains_key(did)) {
+                return Err(DriverError(format!(
+                    "disk {did} does not exist on this host"
+                )));
+            }
+        }
+        self.with(|s| {
+            s.guests
+                .entry(id.to_string())
+                .or_insert_with(|| "ready".into());
+        });
+        Ok(json!({"os_type": "Linux"}))
+    }
+
+    async fn start(&self, id: &str, _desc: &Value) -> DriverResult {
+        self.act("start").await?;
+        self.known(id)?;
+        self.with(|s| s.guests.insert(id.to_string(), "running".into()));
+        Ok(json!({"status": "running"}))
+    }
+
+    async fn stop(&self, id: &str, _force: bool, _timeout: u64) -> DriverResult {
+        self.act("stop").await?;
+        self.known(id)?;
+        self.with(|s| s.guests.insert(id.to_string(), "ready".into()));
+        Ok(json!({"status": "ready"}))
+    }
+
+    async fn reset(&self, id: &str) -> DriverResult {
+        self.act("reset").await?;
+        self.known(id)?;
+        self.with(|s| s.guests.insert(id.to_string(), "running".into()));
+        Ok(json!({"status": "running"}))
+    }
+
+    async fn delete(&self, id: &str) -> DriverResult {
+        self.act("delete").await?;
+        // Idempotent: deleting an unknown guest succeeds.
+        self.with(|s| s.guests.remove(id));
+        Ok(json!({}))
+    }
+
+    async fn status(&self, id: &str) -> String {
+        self.with(|s| s.guests.get(id).cloned())
+            .unwrap_or_else(|| "notfound".into())
+    }
+
+    async fn vnc(&self, id: &str) -> DriverResult {
+        self.known(id)?;
+        Ok(json!({"protocol": "vnc", "host": "127.0.0.1", "port": 5900}))
+    }
+
+    async fn disk_create(&self, storage_id: &str, disk_id: &str, disk: &Value) -> DriverResult {
+        self.act("disk_create").await?;
+        let size = disk["size"].as_i64().unwrap_or(0);
+        self.with(|s| s.disks.insert(disk_id.to_string(), size));
+        Ok(json!({"disk_path": format!("/sim/{storage_id}/{disk_id}"), "disk_size": size}))
+    }
+
+    async fn disk_delete(&self, _storage_id: &str, disk_id: &str) -> DriverResult {
+        self.act("disk_delete").await?;
+        self.with(|s| s.disks.remove(disk_id));
+        Ok(json!({}))
+    }
+
+    async fn disk_resize(&self, _storage_id: &str, disk_id: &str, size_mb: i64) -> DriverResult {
+        self.act("disk_resize").await?;
+        let known = self.with(|s| s.disks.get_mut(disk_id).map(|v| *v = size_mb).is_some());
+        if !known {
+            return Err(DriverError(format!("disk {disk_id} does not exist")));
+        }
+        Ok(json!({"disk_size": size_mb}))
+    }
+
+    async fn disk_snapshot(
+        &self,
+        _storage_id: &str,
+        disk_id: &str,
+        snapshot_id: &str,
+    ) -> DriverResult {
+        self.act("disk_snapshot").await?;
+        self.with(|s| {
+            s.snapshots
+                .insert(snapshot_id.to_string(), disk_id.to_string())
+        });
+        Ok(json!({"location": format!("/sim/snapshots/{snapshot_id}")}))
+    }
+
+    async fn disk_delete_snapshot(
+        &self,
+        _storage_id: &str,
+        _disk_id: &str,
+        snapshot_id: &str,
+    ) -> DriverResult {
+        self.act("disk_delete_snapshot").await?;
+        self.with(|s| s.snapshots.remove(snapshot_id));
+        Ok(json!({}))
+    }
+
+    async fn guests(&self) -> Vec<(String, String)> {
+        self.with(|s| {
+            s.guests
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+    }
+}
+
+impl SimDriver {
+    /// Number of disks the simulated host holds (tests check for leaks).
+    pub fn disk_count(&self) -> usize {
+        self.with(|s| s.disks.len())
+    }
+}

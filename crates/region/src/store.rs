@@ -1,0 +1,182 @@
+//! Region queries beyond the generic row operations.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use cloudpods_db::{Db, DbError, ListSpec, ModelDesc, Row, Sql, crud};
+use serde_json::{Value, json};
+
+use crate::models::*;
+
+pub fn s(r: &Row, k: &str) -> String {
+    match r.get(k) {
+        Some(Value::String(v)) => v.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(v) => v.to_string(),
+    }
+}
+
+pub fn i(r: &Row, k: &str) -> i64 {
+    match r.get(k) {
+        Some(Value::Number(n)) => n.as_i64().unwrap_or(0),
+        Some(Value::String(v)) => v.parse().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+pub fn b(r: &Row, k: &str) -> bool {
+    r.get(k).and_then(Value::as_bool).unwrap_or(false)
+}
+
+/// Rows of `desc` where `col` is one of `vals` (chunked).
+pub async fn rows_in(
+    db: &Db,
+    desc: &ModelDesc,
+    col: &str,
+    vals: &[String],
+) -> Result<Vec<Row>, DbError> {
+    let mut out = Vec::new();
+    let mut vals: Vec<&String> = vals.iter().filter(|v| !v.is_empty()).collect();
+    vals.sort();
+    vals.dedup();
+    for chunk in vals.chunks(500) {
+        let spec = ListSpec {
+            conds: vec![crud::in_list(col, chunk.iter().map(|v| v.as_str()))],
+            ..Default::default()
+        };
+        out.extend(crud::list(db, desc, &spec).await?.0);
+    }
+    Ok(out)
+}
+
+/// Rows keyed by id.
+pub async fn by_id(
+    db: &Db,
+    desc: &ModelDesc,
+    ids: &[String],
+) -> Result<HashMap<String, Row>, DbError> {
+    Ok(rows_in(db, desc, desc.pk(), ids)
+        .await?
+        .into_iter()
+        .map(|r| (s(&r, desc.pk()), r))
+        .collect())
+}
+
+/// Set a status (and optionally a failure reason).
+pub async fn set_status(
+    db: &Db,
+    desc: &ModelDesc,
+    id: &str,
+    status: &str,
+    reason: Option<&str>,
+) -> Result<(), DbError> {
+    let mut ch = Row::new();
+    ch.insert("status".into(), json!(status));
+    if let Some(r) = reason
+        && desc.has("fail_reason")
+    {
+        ch.insert("fail_reason".into(), json!(r));
+    }
+    crud::update(db.write(), desc, id, &ch).await?;
+    Ok(())
+}
+
+/// Compare-and-set a status: only from one of `from`. Returns whether it
+/// changed — the guard that serialises actions on one object.
+pub async fn cas_status(
+    db: &Db,
+    desc: &ModelDesc,
+    id: &str,
+    from: &[&str],
+    to: &str,
+) -> Result<bool, DbError> {
+    let mut ch = Row::new();
+    ch.insert("status".into(), json!(to));
+    let mut q = crud::update_sql(desc, &ch);
+    q.push(" WHERE `id` = ")
+        .bind(id)
+        .push(" AND `deleted` = 0 AND `status` IN ");
+    q.bind_list(from.iter().copied());
+    Ok(q.query()?
+        .execute(db.write())
+        .await
+        .map_err(DbError::from)?
+        .rows_affected()
+        == 1)
+}
+
+/// Hosts silent for longer than `after` go offline; their guests' state is
+/// unknown until the agent reports again.
+pub async fn mark_offline_hosts(db: &Db, after: Duration) -> Result<u64, DbError> {
+    let cutoff = cloudpods_apis::time::format(
+        chrono::Utc::now() - chrono::Duration::from_std(after).unwrap_or_default(),
+    );
+    let mut q = Sql::new(
+        "SELECT `id`, `name` FROM `hosts_tbl` WHERE `deleted` = 0 AND `host_status` = 'online' AND (`last_ping_at` IS NULL OR `last_ping_at` < ",
+    );
+    q.bind(cutoff).push(")");
+    let hosts = crud::fetch_rows(db.read(), &HOSTS, &q).await?;
+    for h in &hosts {
+        tracing::warn!(host = %s(h, "name"), "no heartbeat; host offline");
+        let mut ch = Row::new();
+        ch.insert("host_status".into(), json!("offline"));
+        crud::update(db.write(), &HOSTS, &s(h, "id"), &ch).await?;
+    }
+    Ok(hosts.len() as u64)
+}
+
+/// NICs of guests.
+pub async fn guest_nics(db: &Db, guest_ids: &[String]) -> Result<Vec<Row>, DbError> {
+    let mut rows = rows_in(db, &GUESTNETWORKS, "guest_id", guest_ids).await?;
+    rows.sort_by_key(|r| (s(r, "guest_id"), i(r, "index")));
+    Ok(rows)
+}
+
+/// `(guestdisk, disk)` pairs of guests, ordered by index.
+pub async fn guest_disks(db: &Db, guest_ids: &[String]) -> Result<Vec<(Row, Row)>, DbError> {
+    let mut joints = rows_in(db, &GUESTDISKS, "guest_id", guest_ids).await?;
+    joints.sort_by_key(|r| (s(r, "guest_id"), i(r, "index")));
+    let ids: Vec<String> = joints.iter().map(|r| s(r, "disk_id")).collect();
+    let disks = by_id(db, &DISKS, &ids).await?;
+    Ok(joints
+        .into_iter()
+        .filter_map(|j| disks.get(&s(&j, "disk_id")).cloned().map(|d| (j, d)))
+        .collect())
+}
+
+/// Delete a guest's NICs, remembering the released addresses.
+pub async fn release_nics(db: &Db, guest_id: &str) -> Result<(), DbError> {
+    let nics = guest_nics(db, &[guest_id.to_string()]).await?;
+    for n in nics {
+        crud::purge(db.write(), &GUESTNETWORKS, &s(&n, "row_id")).await?;
+        crate::ipam::record_freed(db, &s(&n, "network_id"), &s(&n, "ip_addr")).await?;
+    }
+    Ok(())
+}
+
+/// Tasks of an object (direct or as a member of a batch).
+pub async fn object_task_ids(db: &Db, obj_id: &str) -> Result<Vec<String>, DbError> {
+    let mut q = Sql::new("SELECT `task_id` FROM `taskobjects_tbl` WHERE `obj_id` = ");
+    q.bind(obj_id);
+    let rows = crud::fetch_rows(db.read(), &cloudpods_taskman::models::TASK_OBJECTS, &q).await?;
+    Ok(rows.iter().map(|r| s(r, "task_id")).collect())
+}
+
+/// A deployment-wide setting, created with `init` the first time.
+pub async fn setting(db: &Db, key: &str, init: impl FnOnce() -> String) -> Result<String, DbError> {
+    if let Some(r) = crud::get(db.read(), &SETTINGS, key).await? {
+        return Ok(s(&r, "value"));
+    }
+    let mut row = Row::new();
+    row.insert("id".into(), json!(key));
+    row.insert("value".into(), json!(init()));
+    crud::prepare_insert(&SETTINGS, &mut row);
+    match crud::insert(db.write(), &SETTINGS, &row).await {
+        Ok(_) | Err(DbError::Duplicate(_)) => {}
+        Err(e) => return Err(e),
+    }
+    // Another process may have won the race: read back what is stored.
+    crud::must_get(db.write(), &SETTINGS, key)
+        .await
+        .map(|r| s(&r, "value"))
+}
