@@ -181,6 +181,10 @@ pub async fn identity(args: IdentityArgs) -> anyhow::Result<()> {
             lockout_attempts: 0,
             ..Default::default()
         },
+        region: crate::config::RegionConfig {
+            port: 0,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let started = run::start(&cfg, &[Role::Keystone]).await?;

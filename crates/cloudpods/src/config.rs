@@ -224,7 +224,7 @@ mod tests {
         let file = dir.join("c.toml");
         std::fs::write(
             &file,
-            "region = \"from-file\"\nlog = \"warn\"\n[keystone]\nport = 1111\n",
+            "region_id = \"from-file\"\nlog = \"warn\"\n[keystone]\nport = 1111\n[region]\nport = 0\n",
         )
         .unwrap();
         let o = Overrides {

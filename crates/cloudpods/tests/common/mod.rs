@@ -82,6 +82,8 @@ impl Platform {
             dir.path().join("data").display().to_string(),
             "--keystone-port".into(),
             "0".into(),
+            "--region-port".into(),
+            "0".into(),
             "--admin-password".into(),
             "Test-Admin-Pw1".into(),
             "--log".into(),
