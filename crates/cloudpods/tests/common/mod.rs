@@ -433,3 +433,201 @@ pub fn assert_error(r: &Resp, code: u16, class: &str) {
 pub fn path_exists(p: &Path) -> bool {
     p.exists()
 }
+
+/// A simulated host agent process (`cloudpods host --simulate`), killed on
+/// drop.
+pub struct SimHost {
+    child: Option<Child>,
+    pub host_id: String,
+    pub manager_uri: String,
+    pub name: String,
+    dir: tempfile::TempDir,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl SimHost {
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Start the agent again (same name, same simulated state file).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("host.log")).unwrap_or_default()
+    }
+
+    fn spawn(&mut self) {
+        let ready = self.dir.path().join("ready.json");
+        let _ = std::fs::remove_file(&ready);
+        let log = std::fs::File::create(self.dir.path().join("host.log")).expect("log");
+        let child = Command::new(cloudpods_bin())
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start simulated host");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(text) = std::fs::read_to_string(&ready)
+                && let Ok(v) = serde_json::from_str::<Value>(&text)
+            {
+                self.host_id = v["host_id"].as_str().unwrap_or_default().to_string();
+                self.manager_uri = v["manager_uri"].as_str().unwrap_or_default().to_string();
+                return;
+            }
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(st)) = c.try_wait()
+            {
+                panic!("simulated host exited ({st}):\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("simulated host did not register:\n{}", self.log());
+    }
+}
+
+impl Drop for SimHost {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Options of a simulated host.
+#[derive(Clone)]
+pub struct SimOpts {
+    pub name: String,
+    pub zone: String,
+    pub wires: Vec<String>,
+    pub cpu: i64,
+    pub mem_mb: i64,
+    pub storage_gb: i64,
+    pub delay_ms: u64,
+    pub fail: Vec<String>,
+    pub ping_seconds: u64,
+}
+
+impl Default for SimOpts {
+    fn default() -> Self {
+        SimOpts {
+            name: "host0".into(),
+            zone: "zone0".into(),
+            wires: vec!["wire0".into()],
+            cpu: 64,
+            mem_mb: 262_144,
+            storage_gb: 4096,
+            delay_ms: 10,
+            fail: Vec::new(),
+            ping_seconds: 5,
+        }
+    }
+}
+
+impl Platform {
+    /// The region's base URL.
+    pub fn region_url(&self) -> String {
+        self.service_url("region")
+    }
+
+    /// Start a simulated host agent registered with this platform.
+    pub fn sim_host(&self, o: SimOpts) -> SimHost {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut args: Vec<String> = vec![
+            "--data-dir".into(),
+            dir.path().join("data").display().to_string(),
+            "--log".into(),
+            "warn".into(),
+            "host".into(),
+            "--simulate".into(),
+            "--port".into(),
+            "0".into(),
+            "--name".into(),
+            o.name.clone(),
+            "--zone".into(),
+            o.zone.clone(),
+            "--cpu".into(),
+            o.cpu.to_string(),
+            "--mem-mb".into(),
+            o.mem_mb.to_string(),
+            "--storage-gb".into(),
+            o.storage_gb.to_string(),
+            "--sim-delay-ms".into(),
+            o.delay_ms.to_string(),
+            "--ping-seconds".into(),
+            o.ping_seconds.to_string(),
+            "--sim-state".into(),
+            dir.path().join("sim-state.json").display().to_string(),
+            "--ready-file".into(),
+            dir.path().join("ready.json").display().to_string(),
+        ];
+        for w in &o.wires {
+            args.push("--wire".into());
+            args.push(w.clone());
+        }
+        for f in &o.fail {
+            args.push("--sim-fail".into());
+            args.push(f.clone());
+        }
+        let mut env = self.climc_env();
+        env.push(("OS_ENDPOINT_TYPE".into(), "public".into()));
+        let mut h = SimHost {
+            child: None,
+            host_id: String::new(),
+            manager_uri: String::new(),
+            name: o.name.clone(),
+            dir,
+            args,
+            env,
+        };
+        h.spawn();
+        h
+    }
+
+    /// Create zone0, wire0 and network net0 (10.0.0.10–10.0.0.250/24).
+    pub async fn basic_network(&self, admin: &Api) {
+        let r = self.region_url();
+        for (url, body) in [
+            (format!("{r}/zones"), json!({"zone": {"name": "zone0"}})),
+            (
+                format!("{r}/wires"),
+                json!({"wire": {"name": "wire0", "zone": "zone0"}}),
+            ),
+            (
+                format!("{r}/networks"),
+                json!({"network": {"name": "net0", "wire": "wire0", "guest_ip_start": "10.0.0.10",
+                       "guest_ip_end": "10.0.0.250", "guest_ip_mask": 24, "guest_gateway": "10.0.0.1",
+                       "is_public": true, "public_scope": "system"}}),
+            ),
+        ] {
+            let resp = admin.post(&url, body).await;
+            assert_eq!(resp.status, 200, "{url}: {resp:?}");
+        }
+    }
+}
+
+/// Poll `GET {url}` until `pred` holds (or panic after `secs`).
+pub async fn wait_until<F>(api: &Api, url: &str, secs: u64, pred: F) -> Value
+where
+    F: Fn(&Value) -> bool,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let r = api.get(url).await;
+        if pred(&r.body) {
+            return r.body;
+        }
+        if Instant::now() > deadline {
+            panic!("condition not met for {url}: last answer {r:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
