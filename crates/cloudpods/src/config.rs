@@ -49,6 +49,8 @@ pub struct RegionConfig {
     pub agent_timeout_seconds: u64,
     /// Deleted servers go to the recycle bin first.
     pub enable_pending_delete: bool,
+    /// Seconds a server stays in the recycle bin before it is deleted.
+    pub pending_delete_expire_seconds: u64,
     /// Largest `count` of one create.
     pub max_batch: i64,
 }
@@ -63,6 +65,7 @@ impl Default for RegionConfig {
             ip_reuse_seconds: 30,
             agent_timeout_seconds: 300,
             enable_pending_delete: false,
+            pending_delete_expire_seconds: 3 * 24 * 3600,
             max_batch: 1000,
         }
     }

@@ -58,6 +58,8 @@ enum Command {
 enum BenchKind {
     /// Start-up, memory, token issue/validation, 10k-user list.
     Identity(bench::IdentityArgs),
+    /// 100k-server list with details, task step throughput.
+    Region(bench::RegionArgs),
 }
 
 fn init_logging(filter: &str) {
@@ -86,6 +88,7 @@ fn main() -> anyhow::Result<()> {
             Command::Host(args) => hostcmd::run(cfg, args).await,
             Command::FernetRotate => run::fernet_rotate(cfg).await,
             Command::Bench(BenchKind::Identity(args)) => bench::identity(args).await,
+            Command::Bench(BenchKind::Region(args)) => bench::region(args).await,
             Command::Version => {
                 println!("cloudpods-rs {}", env!("CARGO_PKG_VERSION"));
                 Ok(())

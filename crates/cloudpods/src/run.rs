@@ -217,6 +217,7 @@ pub async fn start(cfg: &Config, roles: &[Role]) -> anyhow::Result<Started> {
             ip_reuse_after: Duration::from_secs(cfg.region.ip_reuse_seconds),
             agent_timeout: Duration::from_secs(cfg.region.agent_timeout_seconds.max(1)),
             max_batch: cfg.region.max_batch.max(1),
+            pending_delete_expire: Duration::from_secs(cfg.region.pending_delete_expire_seconds),
             ..Default::default()
         };
         cloudpods_rest::generic::set_pending_delete_enabled(cfg.region.enable_pending_delete);

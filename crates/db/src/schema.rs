@@ -403,7 +403,7 @@ impl ModelDesc {
             std_cols.push(Column::bool("is_emulated").default(false));
         }
         if let Some(default) = self.status {
-            std_cols.push(Column::str("status", 36).list().default(default).indexed());
+            std_cols.push(Column::str("status", 36).list().default(default));
             std_cols.push(Column::float("progress").default(0));
         }
         match self.owner {
@@ -416,7 +416,7 @@ impl ModelDesc {
                 );
             }
             Owner::Project => {
-                std_cols.push(Column::str("tenant_id", 64).list().indexed());
+                std_cols.push(Column::str("tenant_id", 64).list());
                 std_cols.push(
                     Column::str("domain_id", 64)
                         .list()
@@ -460,8 +460,30 @@ impl ModelDesc {
         // databases walk it backwards and stop at the page instead of
         // sorting the table.
         let pk = self.pk();
-        if !self.indexes.iter().any(|i| i.columns == ["created_at", pk]) {
-            self = self.index(&["created_at", pk]);
+        let mut ordered: Vec<Vec<&'static str>> = vec![vec!["created_at", pk]];
+        // The common equality filters, followed by the list order, so that
+        // `?status=running` or a project's list is one index walk too.
+        if self.status.is_some() {
+            ordered.push(vec!["status", "created_at", pk]);
+        }
+        if self.owner == Owner::Project {
+            ordered.push(vec!["tenant_id", "created_at", pk]);
+        }
+        for cols in ordered {
+            if !self.indexes.iter().any(|i| i.columns == cols) {
+                self = self.index(&cols);
+            }
+        }
+        // COUNT(*) for list totals reads a small index instead of the rows.
+        if self.soft_delete {
+            let cols: Vec<&'static str> = if self.pending_delete {
+                vec!["deleted", "pending_deleted"]
+            } else {
+                vec!["deleted"]
+            };
+            if !self.indexes.iter().any(|i| i.columns == cols) {
+                self = self.index(&cols);
+            }
         }
         let idx_cols: Vec<&'static str> = self
             .columns
@@ -554,6 +576,10 @@ mod tests {
         let ddl = d.create_table_ddl(Dialect::Mysql);
         assert!(ddl.contains("`vcpu_count` INT"));
         assert!(ddl.contains("PRIMARY KEY (`id`)"));
-        assert!(d.indexes.iter().any(|i| i.columns == ["tenant_id"]));
+        assert!(
+            d.indexes
+                .iter()
+                .any(|i| i.columns == ["tenant_id", "created_at", "id"])
+        );
     }
 }

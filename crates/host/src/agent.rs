@@ -121,6 +121,7 @@ async fn server_action(
                 Box::pin(async move { d.stop(&id, force, timeout).await })
             }
             "reset" => Box::pin(async move { d.reset(&id).await }),
+            "sync" => Box::pin(async move { d.sync(&id, &desc).await }),
             "delete" => Box::pin(async move { d.delete(&id).await }),
             other => {
                 return error(
@@ -174,6 +175,14 @@ async fn disk_action(
                     .unwrap_or_default()
                     .to_string();
                 Box::pin(async move { d.disk_snapshot(&storage, &disk, &snap).await })
+            }
+            "reset" => {
+                let snap = body
+                    .get("snapshot_id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                Box::pin(async move { d.disk_reset(&storage, &disk, &snap).await })
             }
             "delete-snapshot" => {
                 let snap = body

@@ -30,6 +30,14 @@ pub trait Driver: Send + Sync + 'static {
     async fn reset(&self, id: &str) -> DriverResult;
     /// Remove the guest (process and files; not its disks).
     async fn delete(&self, id: &str) -> DriverResult;
+    /// Bring a running guest in line with `desc` (hot-plug or unplug disks,
+    /// apply security group rules…).
+    async fn sync(&self, id: &str, desc: &Value) -> DriverResult {
+        let _ = desc;
+        Err(DriverError(format!(
+            "this driver cannot change guest {id} while it runs"
+        )))
+    }
     /// `running`, `ready`, `crashed` or `notfound`.
     async fn status(&self, id: &str) -> String;
     async fn vnc(&self, id: &str) -> DriverResult;
@@ -48,6 +56,17 @@ pub trait Driver: Send + Sync + 'static {
         disk_id: &str,
         snapshot_id: &str,
     ) -> DriverResult;
+    /// Bring a disk back to a snapshot of it.
+    async fn disk_reset(
+        &self,
+        _storage_id: &str,
+        _disk_id: &str,
+        _snapshot_id: &str,
+    ) -> DriverResult {
+        Err(DriverError(
+            "disk reset is not supported by this driver".into(),
+        ))
+    }
     /// Guests this driver knows about, with their status (re-adoption).
     async fn guests(&self) -> Vec<(String, String)>;
 }

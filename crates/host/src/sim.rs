@@ -137,6 +137,21 @@ impl Driver for SimDriver {
         Ok(json!({}))
     }
 
+    async fn sync(&self, id: &str, desc: &Value) -> DriverResult {
+        self.act("sync").await?;
+        self.known(id)?;
+        // Hot-plugged disks must exist here, as for a deploy.
+        for d in desc["disks"].as_array().cloned().unwrap_or_default() {
+            let did = d["disk_id"].as_str().unwrap_or_default();
+            if !self.with(|s| s.disks.contains_key(did)) {
+                return Err(DriverError(format!(
+                    "disk {did} does not exist on this host"
+                )));
+            }
+        }
+        Ok(json!({}))
+    }
+
     async fn status(&self, id: &str) -> String {
         self.with(|s| s.guests.get(id).cloned())
             .unwrap_or_else(|| "notfound".into())
@@ -191,6 +206,22 @@ impl Driver for SimDriver {
     ) -> DriverResult {
         self.act("disk_delete_snapshot").await?;
         self.with(|s| s.snapshots.remove(snapshot_id));
+        Ok(json!({}))
+    }
+
+    async fn disk_reset(
+        &self,
+        _storage_id: &str,
+        disk_id: &str,
+        snapshot_id: &str,
+    ) -> DriverResult {
+        self.act("disk_reset").await?;
+        let of = self.with(|s| s.snapshots.get(snapshot_id).cloned());
+        if of.as_deref() != Some(disk_id) {
+            return Err(DriverError(format!(
+                "snapshot {snapshot_id} of disk {disk_id} does not exist"
+            )));
+        }
         Ok(json!({}))
     }
 

@@ -76,6 +76,7 @@ fn member_blob() -> Value {
             "snapshots": "allow",
             "keypairs": "allow",
             "secgroups": "allow",
+            "secgrouprules": "allow",
             "eips": "allow",
         },
         "image": {"images": "allow"},

@@ -1,8 +1,10 @@
 //! The guest description sent to host agents: everything an agent needs to
 //! create, deploy and launch a guest without reading the region database.
 
+use std::collections::HashMap;
+
 use cloudpods_db::{DbError, Row, crud};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::Region;
 use crate::models::*;
@@ -10,9 +12,30 @@ use crate::store::{self, i, s};
 
 /// The desc of one guest (as Cloudpods' `GetJsonDescAtHypervisor`).
 pub async fn guest_desc(region: &Region, guest: &Row) -> Result<Value, DbError> {
+    guest_desc_with(region, guest, &DescOverrides::default()).await
+}
+
+/// What a task changes in a guest before the database says so: the desc a
+/// migration deploys on its target host, or the one a rebuild deploys with
+/// the new system disk.
+#[derive(Debug, Clone, Default)]
+pub struct DescOverrides {
+    /// Describe the guest as on this host (bridges come from its wires).
+    pub host_id: Option<String>,
+    /// Per current disk id, the fields replacing that disk's entry
+    /// (`disk_id`, `path`, `storage_id`, `template_id`, `size`…).
+    pub disks: HashMap<String, Map<String, Value>>,
+}
+
+/// The desc of a guest with `o` applied.
+pub async fn guest_desc_with(
+    region: &Region,
+    guest: &Row,
+    o: &DescOverrides,
+) -> Result<Value, DbError> {
     let db = &region.db;
     let id = s(guest, "id");
-    let host_id = s(guest, "host_id");
+    let host_id = o.host_id.clone().unwrap_or_else(|| s(guest, "host_id"));
     let nics = store::guest_nics(db, std::slice::from_ref(&id)).await?;
     let net_ids: Vec<String> = nics.iter().map(|n| s(n, "network_id")).collect();
     let nets = store::by_id(db, &NETWORKS, &net_ids).await?;
@@ -47,7 +70,7 @@ pub async fn guest_desc(region: &Region, guest: &Row) -> Result<Value, DbError> 
     }
     let mut disk_descs = Vec::new();
     for (j, d) in store::guest_disks(db, std::slice::from_ref(&id)).await? {
-        disk_descs.push(json!({
+        let mut entry = json!({
             "disk_id": s(&d, "id"),
             "index": i(&j, "index"),
             "size": i(&d, "disk_size"),
@@ -59,7 +82,11 @@ pub async fn guest_desc(region: &Region, guest: &Row) -> Result<Value, DbError> 
             "driver": s(&j, "driver"),
             "cache_mode": s(&j, "cache_mode"),
             "boot_index": i(&j, "boot_index"),
-        }));
+        });
+        if let (Some(e), Some(ch)) = (entry.as_object_mut(), o.disks.get(&s(&d, "id"))) {
+            e.extend(ch.clone());
+        }
+        disk_descs.push(entry);
     }
     let params = guest.get("create_params").cloned().unwrap_or(Value::Null);
     let keypair = s(guest, "keypair_id");

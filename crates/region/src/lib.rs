@@ -36,6 +36,9 @@ pub struct RegionOptions {
     pub agent_timeout: Duration,
     /// Quota defaults for projects without explicit limits.
     pub default_quota: quota::Limits,
+    /// Servers stay in the recycle bin (pending delete) this long before
+    /// they are deleted for real (Cloudpods `PendingDeleteExpireSeconds`).
+    pub pending_delete_expire: Duration,
 }
 
 impl Default for RegionOptions {
@@ -46,6 +49,7 @@ impl Default for RegionOptions {
             max_batch: 1000,
             agent_timeout: Duration::from_secs(300),
             default_quota: quota::Limits::default_project(),
+            pending_delete_expire: Duration::from_secs(3 * 24 * 3600),
         }
     }
 }
@@ -109,6 +113,7 @@ impl Region {
             .start()
             .await
             .map_err(|e| cloudpods_rest::HttpError::internal(e.to_string()))?;
+        tasks::actions::start_background(self);
         let me = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(10));

@@ -96,9 +96,9 @@ pub static NETWORKS: LazyLock<ModelDesc> = LazyLock::new(|| {
         .status("available")
         .external()
         .col(Column::str("wire_id", 128).create().list().indexed())
-        .col(Column::str("guest_ip_start", 16).required())
-        .col(Column::str("guest_ip_end", 16).required())
-        .col(Column::int("guest_ip_mask").required())
+        .col(Column::str("guest_ip_start", 16).required().update())
+        .col(Column::str("guest_ip_end", 16).required().update())
+        .col(Column::int("guest_ip_mask").required().update())
         .col(Column::str("guest_gateway", 16).update())
         .col(Column::str("guest_dns", 256).update())
         .col(Column::str("guest_domain", 128).update())
@@ -114,7 +114,11 @@ pub static NETWORKS: LazyLock<ModelDesc> = LazyLock::new(|| {
         .col(Column::str("alloc_policy", 16).default("none").update())
         .col(Column::bool("is_auto_alloc").default(true).update())
         .col(Column::str("bgp_type", 64).create())
-        .extra_create(&["wire", "vpc", "zone", "ip_prefix"])
+        // The address allocation lock: a lease held by one region process
+        // while it changes who holds the network's addresses (ipam.rs).
+        .col(Column::str("alloc_lock_owner", 64).secret())
+        .col(Column::time("alloc_lock_until").secret())
+        .extra_create(&["wire", "vpc", "zone", "ip_prefix", "guest_ip_prefix"])
         .build()
 });
 
@@ -145,8 +149,8 @@ pub static HOSTS: LazyLock<ModelDesc> = LazyLock::new(|| {
                 .list(),
         )
         .col(Column::str("host_status", 36).default("offline").list())
-        .col(Column::str("access_ip", 16).create().list())
-        .col(Column::str("access_mac", 32).create())
+        .col(Column::str("access_ip", 16).update().list())
+        .col(Column::str("access_mac", 32).update().list())
         .col(Column::str("manager_uri", 256).update())
         .col(Column::int("cpu_count").update())
         .col(Column::int("node_count").default(1).update())
@@ -160,7 +164,12 @@ pub static HOSTS: LazyLock<ModelDesc> = LazyLock::new(|| {
         .col(Column::bigint("storage_size").update())
         .col(Column::json("sys_info").update())
         .col(Column::str("sn", 128).update())
-        .col(Column::bool("is_maintenance").default(false).update())
+        .col(
+            Column::bool("is_maintenance")
+                .default(false)
+                .update()
+                .list(),
+        )
         .col(Column::time("last_ping_at"))
         .col(Column::str("version", 128).update())
         .col(Column::str("cpu_architecture", 16).default("x86").update())
@@ -266,6 +275,21 @@ pub static SERVERSKUS: LazyLock<ModelDesc> = LazyLock::new(|| {
         .col(Column::str("cloudregion_id", 128).create().list())
         .col(Column::str("zone_id", 128).create().list())
         .col(Column::str("provider", 64).default("OneCloud").list())
+        .col(Column::str("os_name", 32).default("Any").update())
+        .col(Column::int("sys_disk_max_size_gb").default(0).update())
+        .col(Column::int("data_disk_max_count").default(0).update())
+        .col(Column::int("nic_max_count").default(0).update())
+        .col(
+            Column::str("postpaid_status", 16)
+                .default("available")
+                .update(),
+        )
+        .col(
+            Column::str("prepaid_status", 16)
+                .default("available")
+                .update(),
+        )
+        .extra_create(&["cloudregion", "zone"])
         .build()
 });
 
@@ -308,6 +332,9 @@ pub static GUESTS: LazyLock<ModelDesc> = LazyLock::new(|| {
         .col(Column::bool("rescue_mode").default(false))
         .col(Column::text("fail_reason"))
         .col(Column::json("create_params").secret())
+        // Password / key of a deploy in flight (set-password, rebuild-root):
+        // kept out of the task parameters, which the task API shows.
+        .col(Column::json("deploy_params").secret())
         // Storage (MB) and NICs a guest will create, counted in quota usage
         // until its disks and NICs exist.
         .col(Column::int("pending_storage").default(0))
@@ -381,6 +408,9 @@ pub static DISKS: LazyLock<ModelDesc> = LazyLock::new(|| {
         .col(Column::int("throughput").default(0).update())
         .col(Column::str("medium_type", 16).default("ssd").create())
         .col(Column::text("fail_reason"))
+        // Target size (MB) of a resize in progress: quota usage counts the
+        // larger of it and `disk_size` until the resize ends.
+        .col(Column::int("pending_size").default(0))
         .extra_create(&[
             "size",
             "storage",
@@ -390,6 +420,12 @@ pub static DISKS: LazyLock<ModelDesc> = LazyLock::new(|| {
             "medium",
             "host",
             "prefer_host",
+            "prefer_host_id",
+            "zone",
+            "prefer_zone",
+            "prefer_zone_id",
+            "snapshot",
+            "format",
         ])
         .build()
 });
@@ -455,7 +491,7 @@ pub static KEYPAIRS: LazyLock<ModelDesc> = LazyLock::new(|| {
         .owner(Owner::User)
         .standalone()
         .unique_name()
-        .col(Column::str("scheme", 16).default("ed25519").create())
+        .col(Column::str("scheme", 16).default("ED25519").create())
         .col(Column::str("fingerprint", 128).list())
         .col(Column::text("public_key").create())
         .col(Column::text("private_key").secret())
@@ -476,8 +512,11 @@ pub static SECGROUPS: LazyLock<ModelDesc> = LazyLock::new(|| {
 });
 
 pub static SECGROUPRULES: LazyLock<ModelDesc> = LazyLock::new(|| {
+    // Rules belong to their group's project, so that they are visible
+    // (and changeable) exactly where the group is.
     ModelDesc::new("secgrouprule", "secgrouprules", "secgrouprules_tbl")
         .service("compute")
+        .owner(Owner::Project)
         .col(Column::str("secgroup_id", 128).required().list().indexed())
         .col(Column::int("priority").default(50).update())
         .col(Column::str("protocol", 16).default("any").update().list())
@@ -512,7 +551,9 @@ pub static EIPS: LazyLock<ModelDesc> = LazyLock::new(|| {
         .col(Column::str("charge_type", 16).default("traffic").create())
         .col(Column::bool("auto_dellocate").default(false).update())
         .col(Column::str("cloudregion_id", 128).list())
-        .extra_create(&["network", "ip", "cloudregion"])
+        // An address has one live holder; released EIPs clear `ip_addr`.
+        .unique(&["network_id", "ip_addr"])
+        .extra_create(&["network", "network_id", "ip", "ip_addr", "cloudregion"])
         .build()
 });
 

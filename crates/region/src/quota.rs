@@ -67,7 +67,8 @@ impl Limits {
         }
     }
 
-    fn pairs(&self) -> [(&'static str, i64); 9] {
+    /// `(name, value)` of every limit, in a fixed order.
+    pub fn pairs(&self) -> [(&'static str, i64); 9] {
         [
             ("cpu", self.cpu),
             ("memory", self.memory),
@@ -118,35 +119,39 @@ pub async fn usage(
     } else {
         "tenant_id"
     };
-    let failed = "('sched_fail', 'net_fail', 'disk_fail', 'deploy_fail')";
+    let holds = crate::store::GUEST_HOLDS_RESOURCES;
     let mut u = zero();
     let mut q = Sql::new(format!(
-        "SELECT {} FROM `guests_tbl` WHERE `deleted` = 0 AND `status` NOT IN {failed} AND `{owner}` = ",
+        "SELECT {} FROM `guests_tbl` WHERE `deleted` = 0 AND {holds} AND `{owner}` = ",
         dialect.sum_int("`vcpu_count`")
     ));
     q.bind(scope_id);
     u.cpu = sum(&mut **tx, q).await?;
     let mut q = Sql::new(format!(
-        "SELECT {} FROM `guests_tbl` WHERE `deleted` = 0 AND `status` NOT IN {failed} AND `{owner}` = ",
+        "SELECT {} FROM `guests_tbl` WHERE `deleted` = 0 AND {holds} AND `{owner}` = ",
         dialect.sum_int("`vmem_size`")
     ));
     q.bind(scope_id);
     u.memory = sum(&mut **tx, q).await?;
     let mut q = Sql::new(format!(
-        "SELECT COUNT(*) FROM `guests_tbl` WHERE `deleted` = 0 AND `status` NOT IN {failed} AND `{owner}` = "
+        "SELECT COUNT(*) FROM `guests_tbl` WHERE `deleted` = 0 AND {holds} AND `{owner}` = "
     ));
     q.bind(scope_id);
     u.server = sum(&mut **tx, q).await?;
     // Storage: disks plus what pending guests will create (from their
     // create parameters, counted until their disks exist).
+    // A disk that failed to allocate holds nothing; one being resized
+    // holds its target size.
     let mut q = Sql::new(format!(
-        "SELECT {} FROM `disks_tbl` WHERE `deleted` = 0 AND `{owner}` = ",
-        dialect.sum_int("`disk_size`")
+        "SELECT {} FROM `disks_tbl` WHERE `deleted` = 0 AND `status` <> 'alloc_failed' AND `{owner}` = ",
+        dialect.sum_int(
+            "CASE WHEN `pending_size` > `disk_size` THEN `pending_size` ELSE `disk_size` END"
+        )
     ));
     q.bind(scope_id);
     u.storage = sum(&mut **tx, q).await?;
     let mut q = Sql::new(format!(
-        "SELECT {} FROM `guests_tbl` WHERE `deleted` = 0 AND `status` NOT IN {failed} AND `{owner}` = ",
+        "SELECT {} FROM `guests_tbl` WHERE `deleted` = 0 AND {holds} AND `{owner}` = ",
         dialect.sum_int("`pending_storage`")
     ));
     q.bind(scope_id);
@@ -157,18 +162,22 @@ pub async fn usage(
     q.bind(scope_id);
     u.port = sum(&mut **tx, q).await?;
     let mut q = Sql::new(format!(
-        "SELECT {} FROM `guests_tbl` WHERE `deleted` = 0 AND `status` NOT IN {failed} AND `{owner}` = ",
+        "SELECT {} FROM `guests_tbl` WHERE `deleted` = 0 AND {holds} AND `{owner}` = ",
         dialect.sum_int("`pending_ports`")
     ));
     q.bind(scope_id);
     u.port += sum(&mut **tx, q).await?;
-    for (table, field) in [
-        ("elasticips_tbl", "eip"),
-        ("snapshots_tbl", "snapshot"),
-        ("secgroups_tbl", "secgroup"),
+    for (table, field, live) in [
+        ("elasticips_tbl", "eip", ""),
+        (
+            "snapshots_tbl",
+            "snapshot",
+            " AND `status` <> 'create_failed'",
+        ),
+        ("secgroups_tbl", "secgroup", ""),
     ] {
         let mut q = Sql::new(format!(
-            "SELECT COUNT(*) FROM `{table}` WHERE `deleted` = 0 AND `{owner}` = "
+            "SELECT COUNT(*) FROM `{table}` WHERE `deleted` = 0{live} AND `{owner}` = "
         ));
         q.bind(scope_id);
         let n = sum(&mut **tx, q).await?;
@@ -289,9 +298,98 @@ pub async fn check(
     default: Limits,
     add: &Usage,
 ) -> Result<Option<String>, cloudpods_db::DbError> {
+    check_owner(tx, dialect, project_id, "", default, add).await
+}
+
+/// [`check`] for a project and, when `domain_id` is given and the domain
+/// has stored limits, for its domain too (domains without stored limits
+/// are unlimited).
+pub async fn check_owner(
+    tx: &mut DbTx,
+    dialect: cloudpods_db::Dialect,
+    project_id: &str,
+    domain_id: &str,
+    default: Limits,
+    add: &Usage,
+) -> Result<Option<String>, cloudpods_db::DbError> {
     lock(tx, project_id).await?;
-    let mut l = limits(&mut **tx, "project", project_id, default).await?;
-    // Placeholder rows (-2) mean "the defaults".
+    let l = effective_limits(&mut **tx, "project", project_id, default).await?;
+    let u = usage(tx, dialect, "project", project_id).await?;
+    if let Some(msg) = exceeded("project", &l, &u, add) {
+        return Ok(Some(msg));
+    }
+    if !domain_id.is_empty() {
+        let l = effective_limits(&mut **tx, "domain", domain_id, Limits::unlimited()).await?;
+        if l != Limits::unlimited() {
+            let u = usage(tx, dialect, "domain", domain_id).await?;
+            if let Some(msg) = exceeded("domain", &l, &u, add) {
+                return Ok(Some(msg));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Keypairs belong to users: the count of the user's keypairs is checked
+/// against the keypair limit of the project the user works in.
+pub async fn check_keypair(
+    tx: &mut DbTx,
+    project_id: &str,
+    user_id: &str,
+    default: Limits,
+) -> Result<Option<String>, cloudpods_db::DbError> {
+    lock(tx, project_id).await?;
+    let l = effective_limits(&mut **tx, "project", project_id, default).await?;
+    if l.keypair < 0 {
+        return Ok(None);
+    }
+    let used = keypair_usage(&mut **tx, user_id).await?;
+    if used + 1 > l.keypair {
+        return Ok(Some(format!(
+            "quota exceeded for keypair: {used} used + 1 requested > {} allowed",
+            l.keypair
+        )));
+    }
+    Ok(None)
+}
+
+/// Live keypairs of a user.
+pub async fn keypair_usage<'e, E>(exec: E, user_id: &str) -> Result<i64, cloudpods_db::DbError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let mut q =
+        Sql::new("SELECT COUNT(*) FROM `keypairs_tbl` WHERE `deleted` = 0 AND `user_id` = ");
+    q.bind(user_id);
+    sum(exec, q).await
+}
+
+fn exceeded(what: &str, l: &Limits, u: &Usage, add: &Usage) -> Option<String> {
+    for ((name, limit), ((_, used), (_, more))) in l
+        .pairs()
+        .iter()
+        .zip(u.pairs().iter().zip(add.pairs().iter()))
+    {
+        if *limit >= 0 && *more > 0 && used + more > *limit {
+            return Some(format!(
+                "{what} quota exceeded for {name}: {used} used + {more} requested > {limit} allowed"
+            ));
+        }
+    }
+    None
+}
+
+/// Stored limits with placeholder values (-2, "the defaults") resolved.
+pub async fn effective_limits<'e, E>(
+    exec: E,
+    scope_type: &str,
+    scope_id: &str,
+    default: Limits,
+) -> Result<Limits, cloudpods_db::DbError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let l = limits(exec, scope_type, scope_id, default).await?;
     let d = default.pairs();
     let mut fixed = l.pairs();
     for (idx, (_, v)) in fixed.iter_mut().enumerate() {
@@ -299,23 +397,11 @@ pub async fn check(
             *v = d[idx].1;
         }
     }
-    l = from_pairs(&fixed);
-    let u = usage(tx, dialect, "project", project_id).await?;
-    for ((name, limit), ((_, used), (_, more))) in l
-        .pairs()
-        .iter()
-        .zip(u.pairs().iter().zip(add.pairs().iter()))
-    {
-        if *limit >= 0 && *more > 0 && used + more > *limit {
-            return Ok(Some(format!(
-                "quota exceeded for {name}: {used} used + {more} requested > {limit} allowed"
-            )));
-        }
-    }
-    Ok(None)
+    Ok(from_pairs(&fixed))
 }
 
-fn from_pairs(p: &[(&'static str, i64); 9]) -> Limits {
+/// The inverse of [`Limits::pairs`].
+pub fn from_pairs(p: &[(&'static str, i64); 9]) -> Limits {
     Limits {
         cpu: p[0].1,
         memory: p[1].1,

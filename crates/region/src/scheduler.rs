@@ -73,9 +73,10 @@ impl LocalScheduler {
         let mut out = Vec::new();
         // Usage by host and by storage, counted from live rows.
         let mut q = Sql::new(format!(
-            "SELECT `host_id`, {}, {} FROM `guests_tbl` WHERE `deleted` = 0 AND `status` NOT IN ('sched_fail', 'net_fail', 'disk_fail', 'deploy_fail') AND `host_id` IS NOT NULL",
+            "SELECT `host_id`, {}, {} FROM `guests_tbl` WHERE `deleted` = 0 AND {} AND `host_id` IS NOT NULL",
             self.db.dialect().sum_int("`vcpu_count`"),
-            self.db.dialect().sum_int("`vmem_size`")
+            self.db.dialect().sum_int("`vmem_size`"),
+            crate::store::GUEST_HOLDS_RESOURCES
         ));
         if !input.guest_ids.is_empty() {
             q.push(" AND `id` NOT IN ")

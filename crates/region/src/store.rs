@@ -8,6 +8,14 @@ use serde_json::{Value, json};
 
 use crate::models::*;
 
+/// SQL condition on `guests_tbl`: the guest holds host and quota
+/// resources. A create that failed and was undone (`sched_fail`, `net_fail`,
+/// `disk_fail`, or `deploy_fail` before any disk existed) holds none; a
+/// later `deploy_fail` (a failed set-password) still holds its disks, CPU
+/// and memory.
+pub const GUEST_HOLDS_RESOURCES: &str = "NOT (`status` IN ('sched_fail', 'net_fail', 'disk_fail') \
+     OR (`status` = 'deploy_fail' AND NOT EXISTS (SELECT 1 FROM `guestdisks_tbl` gd WHERE gd.`guest_id` = `guests_tbl`.`id`)))";
+
 pub fn s(r: &Row, k: &str) -> String {
     match r.get(k) {
         Some(Value::String(v)) => v.clone(),
@@ -39,7 +47,7 @@ pub async fn rows_in(
     let mut vals: Vec<&String> = vals.iter().filter(|v| !v.is_empty()).collect();
     vals.sort();
     vals.dedup();
-    for chunk in vals.chunks(500) {
+    for chunk in vals.chunks(1000) {
         let spec = ListSpec {
             conds: vec![crud::in_list(col, chunk.iter().map(|v| v.as_str()))],
             ..Default::default()

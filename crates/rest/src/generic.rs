@@ -312,7 +312,9 @@ pub async fn list<M: Model + ?Sized>(
     let tag_clauses = tag_filters(desc, q, &mut conds)?;
     check_query_size(filters.len() + tag_clauses, &conds)?;
     if desc.pending_delete {
-        if flag(q, "pending_delete_all")? {
+        // Cloudpods also accepts `pending_delete=all`.
+        let all = get_str(q, "pending_delete").is_some_and(|v| v.eq_ignore_ascii_case("all"));
+        if all || flag(q, "pending_delete_all")? {
         } else if flag(q, "pending_delete")? {
             conds.push(Sql::new("`pending_deleted` = 1"));
         } else {

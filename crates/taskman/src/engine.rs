@@ -309,9 +309,16 @@ impl Engine {
     }
 
     async fn dispatch_loop(self: Arc<Self>) {
+        let mut last_sweep = std::time::Instant::now() - Duration::from_secs(60);
         loop {
             if self.stopped.load(Ordering::SeqCst) {
                 return;
+            }
+            if last_sweep.elapsed() >= Duration::from_secs(2) {
+                if let Err(e) = self.sweep_parents().await {
+                    tracing::warn!(error = %e, "waking parents failed");
+                }
+                last_sweep = std::time::Instant::now();
             }
             if let Err(e) = self.dispatch_once().await {
                 tracing::warn!(error = %e, "task dispatch failed");
@@ -611,6 +618,16 @@ impl Engine {
                     if !done.contains(&step) {
                         done.push(step.clone());
                     }
+                    // Which node completed which step: shows after the fact
+                    // that every step completed once, and where.
+                    let mut trace = t
+                        .state
+                        .get("__trace")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default();
+                    trace.push(json!({"step": step, "node": self.node}));
+                    t.state.insert("__trace".into(), Value::Array(trace));
                     match next.filter(|_| !finish) {
                         Some(next) => {
                             let mut ch = Row::new();
@@ -845,6 +862,20 @@ impl Engine {
             .await
             .map_err(cloudpods_db::DbError::from)?;
         self.wake();
+        Ok(())
+    }
+
+    /// Parents whose children all finished but that were never woken (a
+    /// crash between a child's last commit and the parent's wake-up).
+    async fn sweep_parents(&self) -> Result<(), TaskError> {
+        let q = Sql::new(
+            "SELECT `id`, `stage` FROM `tasks_tbl` WHERE `status` = 'waiting_subtasks' LIMIT 1000",
+        );
+        let rows = crud::fetch_rows(self.db.read(), &TASKS, &q).await?;
+        for r in rows {
+            self.maybe_resume_parent(&s(&r, "id"), &s(&r, "stage"))
+                .await?;
+        }
         Ok(())
     }
 

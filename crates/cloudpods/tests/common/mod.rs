@@ -150,6 +150,13 @@ impl Platform {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
+    /// The MariaDB URL this platform uses (MySQL backends only).
+    pub fn database_url(&self) -> Option<String> {
+        self.mysql_db
+            .as_ref()
+            .map(|(base, name)| format!("{}/{}", base.trim_end_matches('/'), name))
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
@@ -462,6 +469,14 @@ impl SimHost {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("host.log")).unwrap_or_default()
+    }
+
+    /// The simulated hypervisor's records (guests, disks, snapshots).
+    pub fn state(&self) -> Value {
+        std::fs::read_to_string(self.dir.path().join("sim-state.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null)
     }
 
     fn spawn(&mut self) {

@@ -146,15 +146,6 @@ fn desc_of(plural: &str) -> Option<&'static ModelDesc> {
 }
 
 pub fn register(svc: Service, region: &Arc<Region>) -> Service {
-    let basic = |desc: &'static ModelDesc,
-                 contexts: &'static [(&'static str, &'static str)]|
-     -> Arc<dyn Model> {
-        Arc::new(Basic {
-            desc,
-            region: region.clone(),
-            contexts,
-        })
-    };
     let joint = |desc: &'static ModelDesc, master, slave, writable| -> Arc<dyn JointModel> {
         Arc::new(BasicJoint {
             desc,
@@ -168,7 +159,6 @@ pub fn register(svc: Service, region: &Arc<Region>) -> Service {
         .model(Arc::new(servers::Servers {
             region: region.clone(),
         }))
-        .model(basic(&SERVERSKUS, &[]))
         .joint(joint(
             &HOSTSTORAGES,
             ("hosts", "host_id"),

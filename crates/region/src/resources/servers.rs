@@ -52,12 +52,26 @@ pub async fn find_visible(
     cloudpods_rest::generic::lookup_get(&m, ctx, ident, None).await
 }
 
-fn mem_mb(v: &Value) -> Option<i64> {
+/// A memory size in MB from a number or a size string (`2048`, `"2g"`).
+pub(crate) fn mem_mb(v: &Value) -> Option<i64> {
     match v {
         Value::Number(n) => n.as_i64(),
         Value::String(s) => s.trim().parse::<i64>().ok().or_else(|| size_mb(s)),
         _ => None,
     }
+}
+
+/// A login password the guest customisation will accept.
+pub(crate) fn check_password(pw: &str) -> Result<()> {
+    if pw.chars().count() < 6 || pw.len() > 128 {
+        return Err(HttpError::input("password must have 6 to 128 characters"));
+    }
+    if pw.chars().any(char::is_control) {
+        return Err(HttpError::input(
+            "password must not contain control characters",
+        ));
+    }
+    Ok(())
 }
 
 /// A host name derived from the server name (RFC 1123 label).
@@ -207,14 +221,7 @@ impl Servers {
         }
         let password = get_str(input, "password");
         if let Some(pw) = &password {
-            if pw.chars().count() < 6 || pw.len() > 128 {
-                return Err(HttpError::input("password must have 6 to 128 characters"));
-            }
-            if pw.chars().any(char::is_control) {
-                return Err(HttpError::input(
-                    "password must not contain control characters",
-                ));
-            }
+            check_password(pw)?;
         }
         let user_data = get_str(input, "user_data");
         if user_data.as_ref().is_some_and(|u| u.len() > 64 * 1024) {
@@ -454,6 +461,13 @@ impl Model for Servers {
         let sgj = store::rows_in(db, &GUESTSECGROUPS, "guest_id", &ids).await?;
         let sg_ids: Vec<String> = sgj.iter().map(|r| s(r, "secgroup_id")).collect();
         let sgs = store::by_id(db, &SECGROUPS, &sg_ids).await?;
+        let vpc_ids: Vec<String> = wires.values().map(|w| s(w, "vpc_id")).collect();
+        let vpcs = store::by_id(db, &VPCS, &vpc_ids).await?;
+        let eips: Vec<Row> = store::rows_in(db, &EIPS, "associate_id", &ids)
+            .await?
+            .into_iter()
+            .filter(|e| s(e, "associate_type") == "server")
+            .collect();
 
         let mut nics_by: HashMap<String, Vec<&Row>> = HashMap::new();
         for n in &nics {
@@ -530,7 +544,23 @@ impl Model for Servers {
                 .filter_map(|j| sgs.get(&s(j, "secgroup_id")))
                 .map(|g| json!({"id": s(g, "id"), "name": s(g, "name")}))
                 .collect();
+            if let Some(first) = groups.first() {
+                r.insert("secgroup".into(), first["name"].clone());
+            }
             r.insert("secgroups".into(), json!(groups));
+            if let Some(vpc) = nic_list
+                .first()
+                .and_then(|n| n["vpc_id"].as_str())
+                .and_then(|v| vpcs.get(v))
+            {
+                r.insert("vpc_id".into(), json!(s(vpc, "id")));
+                r.insert("vpc".into(), json!(s(vpc, "name")));
+            }
+            if let Some(e) = eips.iter().find(|e| s(e, "associate_id") == id) {
+                r.insert("eip".into(), json!(s(e, "ip_addr")));
+                r.insert("eip_id".into(), json!(s(e, "id")));
+                r.insert("eip_mode".into(), json!(s(e, "mode")));
+            }
             r.insert("brand".into(), json!("OneCloud"));
             r.insert("provider".into(), json!("OneCloud"));
             r.insert("cloud_env".into(), json!("onpremise"));
@@ -702,6 +732,14 @@ impl Model for Servers {
 
     async fn perform(&self, ctx: &Ctx, obj: Row, action: &str, input: Object) -> Result<Value> {
         let id = s(&obj, "id");
+        // A server in the recycle bin only comes back (or goes for good).
+        if store::b(&obj, "pending_deleted")
+            && !crate::tasks::actions::allowed_in_recycle_bin(action)
+        {
+            return Err(HttpError::invalid_status(format!(
+                "Cannot do {action} server in status pending_delete: cancel-delete it first"
+            )));
+        }
         let task = match action {
             "start" => {
                 self.transition(
@@ -767,10 +805,7 @@ impl Model for Servers {
             }
             "syncstatus" | "sync" => Some(("GuestSyncstatusTask", json!({}))),
             "cancel-delete" if store::b(&obj, "pending_deleted") => {
-                let mut ch = Row::new();
-                ch.insert("pending_deleted".into(), json!(false));
-                ch.insert("pending_deleted_at".into(), Value::Null);
-                crud::update(self.region.db.write(), &GUESTS, &id, &ch).await?;
+                crate::tasks::actions::cancel_delete(&self.region, &obj).await?;
                 None
             }
             _ => {

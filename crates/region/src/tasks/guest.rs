@@ -33,7 +33,8 @@ fn ids_param(t: &TaskCtx) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn child_owner(t: &TaskCtx, guest: &Row) -> Owner {
+/// The owner of a subtask: the guest's project, the parent's user.
+pub(crate) fn child_owner(t: &TaskCtx, guest: &Row) -> Owner {
     Owner {
         tenant_id: s(guest, "tenant_id"),
         domain_id: s(guest, "domain_id"),
@@ -236,6 +237,33 @@ impl TaskDef for BatchCreate {
     }
 }
 
+/// A storage attached to `host_id` with `size_mb` free.
+async fn host_storage_with_room(
+    r: &Region,
+    host_id: &str,
+    size_mb: i64,
+) -> Result<Option<String>, TaskError> {
+    let joints = store::rows_in(&r.db, &HOSTSTORAGES, "host_id", &[host_id.to_string()]).await?;
+    for j in joints {
+        let sid = s(&j, "storage_id");
+        let Some(st) = crud::get(r.db.read(), &STORAGES, &sid).await? else {
+            continue;
+        };
+        let mut q = Sql::new(format!(
+            "SELECT {} FROM `disks_tbl` WHERE `deleted` = 0 AND `storage_id` = ",
+            r.db.dialect().sum_int("`disk_size`")
+        ));
+        q.bind(sid.as_str());
+        let used = crud::fetch_i64(r.db.read(), &q).await?;
+        let cmt = st.get("cmtbound").and_then(Value::as_f64).unwrap_or(1.0);
+        let free = i(&st, "capacity") as f64 * cmt - i(&st, "reserved") as f64 - used as f64;
+        if store::b(&st, "enabled") && free >= size_mb as f64 {
+            return Ok(Some(sid));
+        }
+    }
+    Ok(None)
+}
+
 // ---------------------------------------------------------------------------
 
 /// Creates one placed guest: NICs, disks, deploy, then (auto_start) start.
@@ -360,7 +388,23 @@ impl TaskDef for Create {
                     }
                     Self::allocate_nic(&r, &guest, &cfg, idx).await?;
                 }
-                for sg in cp["secgroup_ids"].as_array().cloned().unwrap_or_default() {
+                let mut groups = cp["secgroup_ids"].as_array().cloned().unwrap_or_default();
+                if groups.is_empty() {
+                    // Like Cloudpods: without a choice, the project's
+                    // default group (created on first use).
+                    let sg = crate::resources::virt::ensure_default_secgroup(
+                        &r,
+                        &s(&guest, "tenant_id"),
+                        &s(&guest, "domain_id"),
+                    )
+                    .await
+                    .map_err(|e| TaskError(e.details))?;
+                    let mut ch = Row::new();
+                    ch.insert("secgrp_id".into(), json!(sg));
+                    crud::update(r.db.write(), &GUESTS, &gid, &ch).await?;
+                    groups.push(json!(sg));
+                }
+                for sg in groups {
                     let mut row = Row::new();
                     row.insert("guest_id".into(), json!(gid));
                     row.insert("secgroup_id".into(), sg.clone());
@@ -391,9 +435,20 @@ impl TaskDef for Create {
                     if existing.iter().any(|(j, _)| i(j, "index") == idx) {
                         continue;
                     }
-                    let storage = storages.get(idx as usize).cloned().unwrap_or_default();
+                    let mut storage = storages.get(idx as usize).cloned().unwrap_or_default();
                     if storage.is_empty() {
-                        return Err(TaskError(format!("no storage was chosen for disk {idx}")));
+                        // The placement was made but its storage choice was
+                        // not committed (a crash in between): choose again
+                        // on the guest's host.
+                        storage = host_storage_with_room(
+                            &r,
+                            &s(&guest, "host_id"),
+                            cfg["size"].as_i64().unwrap_or(0),
+                        )
+                        .await?
+                        .ok_or_else(|| {
+                            TaskError(format!("no storage of the host has room for disk {idx}"))
+                        })?;
                     }
                     let mut disk = Row::new();
                     disk.insert(
@@ -530,6 +585,17 @@ impl TaskDef for Create {
                     .execute(r.db.write())
                     .await
                     .map_err(cloudpods_db::DbError::from)?;
+                let guest = guest_row(&r, &gid).await?;
+                let chosen = guest
+                    .get("create_params")
+                    .and_then(|c| c["secgroup_ids"].as_array())
+                    .is_some_and(|a| !a.is_empty());
+                if !chosen {
+                    // The default group was ours to assign.
+                    let mut ch = Row::new();
+                    ch.insert("secgrp_id".into(), Value::Null);
+                    crud::update(r.db.write(), &GUESTS, &gid, &ch).await?;
+                }
             }
             "disk" => {
                 let guest = guest_row(&r, &gid).await?;
@@ -589,7 +655,8 @@ impl TaskDef for Create {
 
 // ---------------------------------------------------------------------------
 
-async fn send_guest_action(
+/// Move the guest from `from` to `to` and send `action` with its desc.
+pub(crate) async fn send_guest_action(
     t: &TaskCtx,
     r: &Region,
     action: &str,
@@ -613,7 +680,7 @@ async fn send_guest_action(
     })
 }
 
-async fn mark_running(r: &Region, id: &str) -> Result<(), TaskError> {
+pub(crate) async fn mark_running(r: &Region, id: &str) -> Result<(), TaskError> {
     let mut ch = Row::new();
     ch.insert("status".into(), json!(status::RUNNING));
     ch.insert("power_states".into(), json!("on"));
@@ -623,7 +690,7 @@ async fn mark_running(r: &Region, id: &str) -> Result<(), TaskError> {
     Ok(())
 }
 
-async fn mark_ready(r: &Region, id: &str) -> Result<(), TaskError> {
+pub(crate) async fn mark_ready(r: &Region, id: &str) -> Result<(), TaskError> {
     let mut ch = Row::new();
     ch.insert("status".into(), json!(status::READY));
     ch.insert("power_states".into(), json!("off"));
@@ -991,6 +1058,9 @@ impl TaskDef for Delete {
                 })
             }
             _ => {
+                crate::resources::virt::release_server_eips(&r, &t.obj_id)
+                    .await
+                    .map_err(|e| TaskError(e.details))?;
                 store::release_nics(&r.db, &t.obj_id).await?;
                 for table in ["guestsecgroups_tbl", "guestdisks_tbl"] {
                     let mut q = Sql::new(format!("DELETE FROM `{table}` WHERE `guest_id` = "));
