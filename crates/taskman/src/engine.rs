@@ -151,6 +151,17 @@ impl Engine {
         }
     }
 
+    /// Names of the registered task types.
+    pub fn task_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .defs
+            .read()
+            .map(|d| d.keys().cloned().collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
     pub fn set_hooks(&self, hooks: TestHooks) {
         if let Ok(mut h) = self.hooks.write() {
             *h = hooks;

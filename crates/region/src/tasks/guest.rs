@@ -1092,6 +1092,24 @@ impl TaskDef for Delete {
         Ok(Step::Done)
     }
 
+    /// Deletion rolls forward, except that a guest whose last step failed
+    /// comes back (visible, in `delete_fail`) so that deleting again can
+    /// finish the job.
+    async fn undo_step(&self, t: &mut TaskCtx, step: &str) -> Result<(), TaskError> {
+        if step == "cleanup" {
+            let r = region(&self.0)?;
+            let mut q = Sql::new(
+                "UPDATE `guests_tbl` SET `deleted` = 0, `deleted_at` = NULL WHERE `id` = ",
+            );
+            q.bind(t.obj_id.as_str());
+            q.query()?
+                .execute(r.db.write())
+                .await
+                .map_err(cloudpods_db::DbError::from)?;
+        }
+        Ok(())
+    }
+
     async fn on_failure(
         &self,
         t: &mut TaskCtx,
