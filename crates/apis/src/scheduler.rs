@@ -158,7 +158,9 @@ fn de_schedtags<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<SchedTag>,
         match v {
             Value::Null => Ok(None),
             Value::String(s) => Ok(Some(parse_schedtag(&s))),
-            o @ Value::Object(_) => serde_json::from_value(o).map(Some).map_err(D::Error::custom),
+            o @ Value::Object(_) => serde_json::from_value(o)
+                .map(Some)
+                .map_err(D::Error::custom),
             other => Err(D::Error::custom(format!(
                 "a schedtag must be an object or an \"id:strategy\" string, got {other}"
             ))),

@@ -61,11 +61,24 @@ pub fn column_list(desc: &ModelDesc) -> String {
 /// Decode a result row using the descriptor's column types; columns not in
 /// the descriptor are kept as their raw values.
 pub fn decode_row(desc: &ModelDesc, row: &AnyRow) -> Result<Row> {
-    let mut out = Row::new();
-    for (i, col) in row.columns().iter().enumerate() {
+    let cols = row.columns();
+    // Rows selected with `column_list(desc)` come in descriptor order:
+    // match by position instead of searching the descriptor per column.
+    let positional = cols.len() == desc.columns.len()
+        && cols
+            .iter()
+            .zip(&desc.columns)
+            .all(|(c, d)| sqlx::Column::name(c) == d.name);
+    let mut out = Row::with_capacity(cols.len());
+    for (i, col) in cols.iter().enumerate() {
         let name = sqlx::Column::name(col);
         let raw = raw_column(row, i)?;
-        let v = match desc.column(name) {
+        let c = if positional {
+            Some(&desc.columns[i])
+        } else {
+            desc.column(name)
+        };
+        let v = match c {
             Some(c) => coerce(c.ty, c.name, raw)?,
             None => raw,
         };

@@ -99,6 +99,62 @@ async fn sync_locked(
         ]);
         ins.query()?.execute(&mut *conn).await?;
     }
+    if dialect == Dialect::Sqlite {
+        seed_sqlite_stats(conn, descs).await?;
+    }
+    Ok(())
+}
+
+/// Tell SQLite's planner that the live-row flags (`deleted`,
+/// `pending_deleted`) do not narrow anything.
+///
+/// Without statistics SQLite assumes an equality on an indexed column is
+/// selective, so for `WHERE deleted = 0 AND id IN (…)` it would walk the
+/// index of the flags — every row — instead of the primary key. Seeded
+/// `sqlite_stat1` rows give the flag-prefixed indexes their true shape
+/// (every row matches the flags; the columns after them do narrow). A real
+/// `ANALYZE` later replaces them.
+async fn seed_sqlite_stats(conn: &mut sqlx::AnyConnection, descs: &[&ModelDesc]) -> Result<()> {
+    // ANALYZE of a tiny table creates sqlite_stat1 when it is missing.
+    conn.execute("ANALYZE `schema_migrations`").await?;
+    const ROWS: u64 = 1_000_000;
+    for desc in descs {
+        for idx in &desc.indexes {
+            let flags = idx
+                .columns
+                .iter()
+                .take_while(|c| matches!(**c, "deleted" | "pending_deleted"))
+                .count();
+            if flags == 0 {
+                continue;
+            }
+            let mut stat = vec![ROWS.to_string()];
+            for (i, col) in idx.columns.iter().enumerate() {
+                let per_key = if i < flags {
+                    ROWS
+                } else if matches!(*col, "status" | "tenant_id" | "domain_id") {
+                    // A status or an owner keeps a fair share of the rows.
+                    ROWS / 100
+                } else {
+                    1
+                };
+                stat.push(per_key.to_string());
+            }
+            let mut exists = Sql::new("SELECT COUNT(*) FROM `sqlite_stat1` WHERE `tbl` = ");
+            exists
+                .bind(desc.table)
+                .push(" AND `idx` = ")
+                .bind(idx.name.as_str());
+            if crate::crud::fetch_i64(&mut *conn, &exists).await? > 0 {
+                continue;
+            }
+            let mut ins = Sql::new("INSERT INTO `sqlite_stat1` (`tbl`, `idx`, `stat`) VALUES ");
+            ins.bind_list([desc.table.to_string(), idx.name.clone(), stat.join(" ")]);
+            ins.query()?.execute(&mut *conn).await?;
+        }
+    }
+    // Load the statistics into this connection's schema.
+    conn.execute("ANALYZE sqlite_schema").await?;
     Ok(())
 }
 

@@ -459,28 +459,39 @@ impl ModelDesc {
         // Lists order by (created_at, pk) by default; this index lets both
         // databases walk it backwards and stop at the page instead of
         // sorting the table.
+        // Lists filter out deleted (and recycled) rows and order by
+        // (created_at, pk). An index with those equality columns first and
+        // the order after lets both databases walk it backwards and stop at
+        // the page, and answers the total's COUNT(*) from the index alone.
         let pk = self.pk();
-        let mut ordered: Vec<Vec<&'static str>> = vec![vec!["created_at", pk]];
-        // The common equality filters, followed by the list order, so that
-        // `?status=running` or a project's list is one index walk too.
+        let mut live: Vec<&'static str> = Vec::new();
+        if self.soft_delete {
+            live.push("deleted");
+        }
+        if self.pending_delete {
+            live.push("pending_deleted");
+        }
+        let with = |prefix: &[&'static str], extra: &[&'static str]| -> Vec<&'static str> {
+            let mut v: Vec<&'static str> = prefix.to_vec();
+            v.extend_from_slice(extra);
+            v.extend_from_slice(&["created_at", pk]);
+            v
+        };
+        let mut ordered: Vec<Vec<&'static str>> = vec![with(&live, &[])];
+        // The common equality filters, too: `?status=running` and a
+        // project's own list.
         if self.status.is_some() {
-            ordered.push(vec!["status", "created_at", pk]);
+            ordered.push(with(&live, &["status"]));
         }
         if self.owner == Owner::Project {
-            ordered.push(vec!["tenant_id", "created_at", pk]);
+            ordered.push(with(&live, &["tenant_id"]));
+        }
+        // A narrow index of just the live-row flags: the total's COUNT(*)
+        // reads it instead of the wide ordering index.
+        if !live.is_empty() {
+            ordered.push(live.clone());
         }
         for cols in ordered {
-            if !self.indexes.iter().any(|i| i.columns == cols) {
-                self = self.index(&cols);
-            }
-        }
-        // COUNT(*) for list totals reads a small index instead of the rows.
-        if self.soft_delete {
-            let cols: Vec<&'static str> = if self.pending_delete {
-                vec!["deleted", "pending_deleted"]
-            } else {
-                vec!["deleted"]
-            };
             if !self.indexes.iter().any(|i| i.columns == cols) {
                 self = self.index(&cols);
             }
@@ -576,10 +587,13 @@ mod tests {
         let ddl = d.create_table_ddl(Dialect::Mysql);
         assert!(ddl.contains("`vcpu_count` INT"));
         assert!(ddl.contains("PRIMARY KEY (`id`)"));
-        assert!(
-            d.indexes
-                .iter()
-                .any(|i| i.columns == ["tenant_id", "created_at", "id"])
-        );
+        assert!(d.indexes.iter().any(|i| i.columns
+            == [
+                "deleted",
+                "pending_deleted",
+                "tenant_id",
+                "created_at",
+                "id"
+            ]));
     }
 }

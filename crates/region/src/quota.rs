@@ -253,8 +253,8 @@ pub async fn set_limits(
 }
 
 /// Lock the project's quota row for the rest of `tx` (MySQL row lock;
-/// SQLite already serialises writers).
-pub async fn lock(tx: &mut DbTx, scope_id: &str) -> Result<(), cloudpods_db::DbError> {
+/// SQLite already serialises writers). Start `tx` with [`begin`].
+pub async fn lock(_db: &Db, tx: &mut DbTx, scope_id: &str) -> Result<(), cloudpods_db::DbError> {
     let mut q = Sql::new(
         "UPDATE `quotas_tbl` SET `update_version` = `update_version` + 1 WHERE `scope_type` = 'project' AND `scope_id` = ",
     );
@@ -266,53 +266,84 @@ pub async fn lock(tx: &mut DbTx, scope_id: &str) -> Result<(), cloudpods_db::DbE
         .map_err(cloudpods_db::DbError::from)?
         .rows_affected();
     if n == 0 {
-        // No stored limits: take a lock on a placeholder row (defaults).
-        let mut row = Row::new();
-        row.insert("id".into(), json!(format!("project:{scope_id}")));
-        row.insert("scope_type".into(), json!("project"));
-        row.insert("scope_id".into(), json!(scope_id));
-        let l = Limits::unlimited();
-        for (k, _) in l.pairs() {
-            row.insert(k.into(), json!(-2)); // -2 = "use the defaults"
-        }
-        crud::prepare_insert(&QUOTAS, &mut row);
-        let _ = crud::insert(&mut **tx, &QUOTAS, &row).await;
-        let mut q = Sql::new(
-            "UPDATE `quotas_tbl` SET `update_version` = `update_version` + 1 WHERE `scope_type` = 'project' AND `scope_id` = ",
-        );
-        q.bind(scope_id);
-        q.query()?
-            .execute(&mut **tx)
-            .await
-            .map_err(cloudpods_db::DbError::from)?;
+        // No stored limits and not prepared by [`begin`]: write the
+        // placeholder (defaults) here. Safe on SQLite, whose transaction
+        // holds the only writer.
+        crud::insert(&mut **tx, &QUOTAS, &placeholder(scope_id)).await?;
     }
     Ok(())
+}
+
+/// Begin a transaction that will check the quota of `project_id`.
+///
+/// On MySQL the project's quota row is created first, on its own and
+/// before the transaction takes a connection: inserting it inside
+/// concurrent transactions takes gap and shared locks that deadlock when
+/// several creates of a new project arrive at once, and a second
+/// connection taken while holding the first can exhaust the pool.
+pub async fn begin(db: &Db, project_id: &str) -> Result<DbTx, cloudpods_db::DbError> {
+    if db.dialect() == cloudpods_db::Dialect::Mysql && !project_id.is_empty() {
+        ensure_placeholder(db, project_id).await?;
+    }
+    db.begin().await
+}
+
+/// A quota row meaning "this project uses the defaults".
+fn placeholder(scope_id: &str) -> Row {
+    let mut row = Row::new();
+    row.insert("id".into(), json!(format!("project:{scope_id}")));
+    row.insert("scope_type".into(), json!("project"));
+    row.insert("scope_id".into(), json!(scope_id));
+    for (k, _) in Limits::unlimited().pairs() {
+        row.insert(k.into(), json!(-2)); // -2 = "use the defaults"
+    }
+    crud::prepare_insert(&QUOTAS, &mut row);
+    row
+}
+
+/// Make sure the project has a quota row, outside any transaction.
+async fn ensure_placeholder(db: &Db, scope_id: &str) -> Result<(), cloudpods_db::DbError> {
+    let mut q = Sql::new("SELECT COUNT(*) FROM `quotas_tbl` WHERE `id` = ");
+    q.bind(format!("project:{scope_id}"));
+    if sum(db.write(), q).await? > 0 {
+        return Ok(());
+    }
+    let row = placeholder(scope_id);
+    crud::with_retry(|| async {
+        match crud::insert(db.write(), &QUOTAS, &row).await {
+            // Another request created it first.
+            Err(cloudpods_db::DbError::Duplicate(_)) => Ok(()),
+            other => other.map(|_| ()),
+        }
+    })
+    .await
 }
 
 /// Check that adding `add` to the project's usage stays within its limits.
 /// Returns the first exceeded resource as a message.
 pub async fn check(
+    db: &Db,
     tx: &mut DbTx,
-    dialect: cloudpods_db::Dialect,
     project_id: &str,
     default: Limits,
     add: &Usage,
 ) -> Result<Option<String>, cloudpods_db::DbError> {
-    check_owner(tx, dialect, project_id, "", default, add).await
+    check_owner(db, tx, project_id, "", default, add).await
 }
 
 /// [`check`] for a project and, when `domain_id` is given and the domain
 /// has stored limits, for its domain too (domains without stored limits
 /// are unlimited).
 pub async fn check_owner(
+    db: &Db,
     tx: &mut DbTx,
-    dialect: cloudpods_db::Dialect,
     project_id: &str,
     domain_id: &str,
     default: Limits,
     add: &Usage,
 ) -> Result<Option<String>, cloudpods_db::DbError> {
-    lock(tx, project_id).await?;
+    let dialect = db.dialect();
+    lock(db, tx, project_id).await?;
     let l = effective_limits(&mut **tx, "project", project_id, default).await?;
     let u = usage(tx, dialect, "project", project_id).await?;
     if let Some(msg) = exceeded("project", &l, &u, add) {
@@ -333,12 +364,13 @@ pub async fn check_owner(
 /// Keypairs belong to users: the count of the user's keypairs is checked
 /// against the keypair limit of the project the user works in.
 pub async fn check_keypair(
+    db: &Db,
     tx: &mut DbTx,
     project_id: &str,
     user_id: &str,
     default: Limits,
 ) -> Result<Option<String>, cloudpods_db::DbError> {
-    lock(tx, project_id).await?;
+    lock(db, tx, project_id).await?;
     let l = effective_limits(&mut **tx, "project", project_id, default).await?;
     if l.keypair < 0 {
         return Ok(None);

@@ -24,6 +24,14 @@ pub trait Scheduler: Send + Sync + 'static {
     /// Placements of a session were written to the database (or abandoned):
     /// forget their pending reservations.
     async fn completed(&self, _session_id: &str) {}
+
+    /// A host's capacity, state, storages, wires or guests changed: a
+    /// caching scheduler re-reads it.
+    fn invalidate_host(&self, _host_id: &str) {}
+
+    /// Something every host may depend on changed (networks, storages,
+    /// schedtags, zones): a caching scheduler rebuilds.
+    fn invalidate_all(&self) {}
 }
 
 fn s(r: &Row, k: &str) -> String {

@@ -52,7 +52,8 @@ fn usize_param(p: &Object, key: &str) -> Result<usize> {
 
 async fn input_of(req: &mut ApiRequest) -> Result<ScheduleInput> {
     let body = req.json().await?.unwrap_or(Value::Null);
-    ScheduleInput::from_json(body).map_err(|e| HttpError::input(format!("invalid schedule input: {e}")))
+    ScheduleInput::from_json(body)
+        .map_err(|e| HttpError::input(format!("invalid schedule input: {e}")))
 }
 
 async fn schedule(s: Arc<SchedulerService>, mut req: ApiRequest) -> Result<Response> {
@@ -173,15 +174,81 @@ pub fn service(
     let svc = Service::new("scheduler", "compute", "", verifier, tenants);
     let svc = route!(svc, Method::POST, "/scheduler", sched, schedule);
     let svc = route!(svc, Method::POST, "/scheduler/forecast", sched, forecast);
-    let svc = route!(svc, Method::GET, "/scheduler/candidate-list", sched, candidate_list);
-    let svc = route!(svc, Method::POST, "/scheduler/candidate-list", sched, candidate_list);
-    let svc = route!(svc, Method::GET, "/scheduler/candidate-detail/{id}", sched, candidate_detail);
-    let svc = route!(svc, Method::POST, "/scheduler/candidate-detail/{id}", sched, candidate_detail);
-    let svc = route!(svc, Method::GET, "/scheduler/history-list", sched, history_list);
-    let svc = route!(svc, Method::POST, "/scheduler/history-list", sched, history_list);
-    let svc = route!(svc, Method::GET, "/scheduler/history-detail/{session}", sched, history_detail);
-    let svc = route!(svc, Method::POST, "/scheduler/history-detail/{session}", sched, history_detail);
-    let svc = route!(svc, Method::POST, "/scheduler/clean-cache", sched, clean_cache);
-    let svc = route!(svc, Method::POST, "/scheduler/clean-cache/{host_id}", sched, clean_cache);
-    route!(svc, Method::POST, "/scheduler/completed/{session}", sched, completed)
+    let svc = route!(
+        svc,
+        Method::GET,
+        "/scheduler/candidate-list",
+        sched,
+        candidate_list
+    );
+    let svc = route!(
+        svc,
+        Method::POST,
+        "/scheduler/candidate-list",
+        sched,
+        candidate_list
+    );
+    let svc = route!(
+        svc,
+        Method::GET,
+        "/scheduler/candidate-detail/{id}",
+        sched,
+        candidate_detail
+    );
+    let svc = route!(
+        svc,
+        Method::POST,
+        "/scheduler/candidate-detail/{id}",
+        sched,
+        candidate_detail
+    );
+    let svc = route!(
+        svc,
+        Method::GET,
+        "/scheduler/history-list",
+        sched,
+        history_list
+    );
+    let svc = route!(
+        svc,
+        Method::POST,
+        "/scheduler/history-list",
+        sched,
+        history_list
+    );
+    let svc = route!(
+        svc,
+        Method::GET,
+        "/scheduler/history-detail/{session}",
+        sched,
+        history_detail
+    );
+    let svc = route!(
+        svc,
+        Method::POST,
+        "/scheduler/history-detail/{session}",
+        sched,
+        history_detail
+    );
+    let svc = route!(
+        svc,
+        Method::POST,
+        "/scheduler/clean-cache",
+        sched,
+        clean_cache
+    );
+    let svc = route!(
+        svc,
+        Method::POST,
+        "/scheduler/clean-cache/{host_id}",
+        sched,
+        clean_cache
+    );
+    route!(
+        svc,
+        Method::POST,
+        "/scheduler/completed/{session}",
+        sched,
+        completed
+    )
 }

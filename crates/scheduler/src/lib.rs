@@ -19,6 +19,7 @@
 //! capacity and scores ([`score`]) each remaining host once, then takes
 //! instances from a heap, re-checking only the host just used.
 
+pub mod bench;
 pub mod filters;
 pub mod fleet;
 pub mod history;
@@ -32,6 +33,8 @@ pub mod request;
 pub mod score;
 pub mod service;
 pub mod snapshot;
+#[cfg(test)]
+mod testkit;
 
 pub use http::service;
 pub use options::{Policy, SchedulerOptions, Weights};

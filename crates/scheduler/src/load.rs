@@ -103,20 +103,27 @@ async fn disk_usage(db: &Db, storages: Option<&[String]>) -> Result<HashMap<Stri
     let mut out = HashMap::new();
     let chunks: Vec<Option<&[String]>> = match storages {
         None => vec![None],
-        Some(ids) if ids.is_empty() => return Ok(out),
+        Some([]) => return Ok(out),
         Some(ids) => ids.chunks(500).map(Some).collect(),
     };
     for chunk in chunks {
         let mut q = Sql::new(format!(
-            "SELECT `storage_id`, {} FROM `disks_tbl` WHERE `deleted` = 0 AND `storage_id` IS NOT NULL",
+            "SELECT `storage_id`, {} FROM `disks_tbl` WHERE ",
             db.dialect().sum_int(
                 "CASE WHEN `pending_size` > `disk_size` THEN `pending_size` ELSE `disk_size` END"
             )
         ));
-        if let Some(ids) = chunk {
-            q.push(" AND `storage_id` IN ")
-                .bind_list(ids.iter().map(String::as_str));
+        // The id list first and alone, so the storage_id index is used.
+        match chunk {
+            Some(ids) => {
+                q.push("`storage_id` IN ")
+                    .bind_list(ids.iter().map(String::as_str));
+            }
+            None => {
+                q.push("`storage_id` IS NOT NULL");
+            }
         }
+        q.push(" AND `deleted` = 0");
         q.push(" GROUP BY `storage_id`");
         let rows = q.query()?.fetch_all(db.read()).await?;
         for r in &rows {
@@ -131,25 +138,24 @@ async fn disk_usage(db: &Db, storages: Option<&[String]>) -> Result<HashMap<Stri
 }
 
 /// Addresses held per network (guest NICs, host NICs, EIPs, unexpired
-/// reservations) and those released too recently to be handed out.
+/// reservations). Addresses released too recently to be handed out again
+/// are not counted: the hold-back lasts seconds, the cache would not see
+/// it end, and the region's address step skips them and says so.
 async fn used_addrs(
     db: &Db,
     networks: Option<&[String]>,
-    reuse_after: Duration,
+    _reuse_after: Duration,
 ) -> Result<HashMap<String, Vec<u32>>, DbError> {
     let mut out: HashMap<String, Vec<u32>> = HashMap::new();
     let chunks: Vec<Option<&[String]>> = match networks {
         None => vec![None],
-        Some(ids) if ids.is_empty() => return Ok(out),
+        Some([]) => return Ok(out),
         Some(ids) => ids.chunks(200).map(Some).collect(),
     };
     let now = cloudpods_apis::time::now();
-    let since = cloudpods_apis::time::format(
-        chrono::Utc::now() - chrono::Duration::from_std(reuse_after).unwrap_or_default(),
-    );
     for chunk in chunks {
         let mut q = Sql::default();
-        let parts: [(&str, &str); 5] = [
+        let parts: [(&str, &str); 4] = [
             ("guestnetworks_tbl", "1 = 1"),
             (
                 "reservedips_tbl",
@@ -157,7 +163,6 @@ async fn used_addrs(
             ),
             ("hostnetworks_tbl", "1 = 1"),
             ("elasticips_tbl", "`deleted` = 0"),
-            ("ip_history_tbl", "`freed_at` > ?"),
         ];
         for (k, (table, cond)) in parts.iter().enumerate() {
             if k > 0 {
@@ -166,14 +171,8 @@ async fn used_addrs(
             q.push(&format!(
                 "SELECT `network_id`, `ip_addr` FROM `{table}` WHERE {cond}"
             ));
-            match *table {
-                "reservedips_tbl" => {
-                    q.args.push(now.clone().into());
-                }
-                "ip_history_tbl" => {
-                    q.args.push(since.clone().into());
-                }
-                _ => {}
+            if *table == "reservedips_tbl" {
+                q.args.push(now.clone().into());
             }
             if let Some(ids) = chunk {
                 q.push(" AND `network_id` IN ")
@@ -192,30 +191,48 @@ async fn used_addrs(
     Ok(out)
 }
 
-/// Guests holding resources on a host.
+/// Guests holding resources on a host (read raw: there may be hundreds of
+/// thousands).
 async fn guests(db: &Db, hosts: Option<&[String]>) -> Result<Vec<GuestSpec>, DbError> {
     let chunks: Vec<Option<&[String]>> = match hosts {
         None => vec![None],
-        Some(ids) if ids.is_empty() => return Ok(Vec::new()),
+        Some([]) => return Ok(Vec::new()),
         Some(ids) => ids.chunks(500).map(Some).collect(),
+    };
+    let text = |v: Value| match v {
+        Value::String(s) => s,
+        _ => String::new(),
+    };
+    let int = |v: &Value| {
+        v.as_i64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            .unwrap_or(0)
     };
     let mut out = Vec::new();
     for chunk in chunks {
         let mut q = Sql::new(format!(
             "SELECT `id`, `host_id`, `vcpu_count`, `vmem_size`, `status` FROM `guests_tbl` \
-             WHERE `deleted` = 0 AND `host_id` IS NOT NULL AND `host_id` <> '' AND {GUEST_HOLDS_RESOURCES}"
+             WHERE `deleted` = 0 AND {GUEST_HOLDS_RESOURCES}"
         ));
-        if let Some(ids) = chunk {
-            q.push(" AND `host_id` IN ")
-                .bind_list(ids.iter().map(String::as_str));
+        match chunk {
+            Some(ids) => {
+                q.push(" AND `host_id` IN ")
+                    .bind_list(ids.iter().map(String::as_str));
+            }
+            None => {
+                q.push(" AND `host_id` IS NOT NULL AND `host_id` <> ''");
+            }
         }
-        for r in crud::fetch_rows(db.read(), &GUESTS, &q).await? {
+        let rows = q.query()?.fetch_all(db.read()).await?;
+        out.reserve(rows.len());
+        for r in &rows {
+            let raw = |i| cloudpods_db::sql::raw_column(r, i);
             out.push(GuestSpec {
-                id: s(&r, "id"),
-                host_id: s(&r, "host_id"),
-                vcpu_count: i(&r, "vcpu_count"),
-                vmem_size: i(&r, "vmem_size"),
-                status: s(&r, "status"),
+                id: text(raw(0)?),
+                host_id: text(raw(1)?),
+                vcpu_count: int(&raw(2)?),
+                vmem_size: int(&raw(3)?),
+                status: text(raw(4)?),
             });
         }
     }
@@ -236,7 +253,10 @@ pub async fn full(db: &Db, reuse_after: Duration) -> Result<Snapshot, DbError> {
     let used = disk_usage(db, None).await?;
     let mut addrs = used_addrs(db, None, reuse_after).await?;
     Ok(Snapshot {
-        hosts: hosts.iter().map(|r| host_spec(r, &[&hs, &hw, &ht])).collect(),
+        hosts: hosts
+            .iter()
+            .map(|r| host_spec(r, &[&hs, &hw, &ht]))
+            .collect(),
         storages: all(db, &STORAGES)
             .await?
             .iter()
@@ -329,7 +349,10 @@ pub async fn hosts(db: &Db, ids: &[String], reuse_after: Duration) -> Result<Hos
         group(&hw, "host_id", "wire_id"),
         group(&ht, "host_id", "schedtag_id"),
     );
-    let hosts: Vec<HostSpec> = rows.iter().map(|r| host_spec(r, &[&hs, &hw, &ht])).collect();
+    let hosts: Vec<HostSpec> = rows
+        .iter()
+        .map(|r| host_spec(r, &[&hs, &hw, &ht]))
+        .collect();
     let missing = ids
         .iter()
         .filter(|id| !hosts.iter().any(|h| &h.id == *id))

@@ -97,7 +97,7 @@ impl Default for SchedulerOptions {
             commit_grace: Duration::from_secs(2),
             ip_reuse_after: Duration::from_secs(30),
             history_size: 200,
-            history_hosts: 200,
+            history_hosts: 50,
             max_count: 10_000,
         }
     }

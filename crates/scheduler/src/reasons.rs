@@ -2,12 +2,11 @@
 //! ("host h3: memory 2048 MB free < 4096 MB requested") and aggregated
 //! counts ("7 hosts: not enough memory; 3 hosts: offline").
 
-use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 
 use cloudpods_apis::scheduler::FilteredCandidate;
 
-use crate::filters::Reject;
+use crate::filters::{Reject, SUMMARIES};
 use crate::fleet::Fleet;
 use crate::request::Request;
 
@@ -87,10 +86,9 @@ pub fn describe(fleet: &Fleet, req: &Request, h: u32, r: &Reject) -> String {
             "private to domain {}, the project is in domain {}",
             host.domain_id, req.domain
         ),
-        Reject::TagRequired(t) => format!(
-            "lacks schedtag {} (required)",
-            fleet.tags[*t as usize].name
-        ),
+        Reject::TagRequired(t) => {
+            format!("lacks schedtag {} (required)", fleet.tags[*t as usize].name)
+        }
         Reject::TagExcluded(t) => format!(
             "carries schedtag {} (excluded)",
             fleet.tags[*t as usize].name
@@ -137,9 +135,9 @@ pub fn describe(fleet: &Fleet, req: &Request, h: u32, r: &Reject) -> String {
                             .unwrap_or(net.wire_id.as_str())
                     )
                 }
-                None => format!(
-                    "nic {i}: no guest network the project may use is on the host's wires"
-                ),
+                None => {
+                    format!("nic {i}: no guest network the project may use is on the host's wires")
+                }
             }
         }
         Reject::Disabled => "disabled".into(),
@@ -189,40 +187,58 @@ pub fn host_line(fleet: &Fleet, req: &Request, h: u32, r: &Reject) -> String {
 
 /// Rejected hosts per reason, most frequent first: "7 hosts: not enough
 /// memory". A host short of two resources counts under both.
-pub fn aggregate(rejects: &[(u32, Reject)]) -> Vec<String> {
-    let mut seen: HashMap<(&'static str, u32), ()> = HashMap::new();
-    let mut counts: HashMap<&'static str, usize> = HashMap::new();
-    for (h, r) in rejects {
-        if seen.insert((r.summary(), *h), ()).is_none() {
-            *counts.entry(r.summary()).or_default() += 1;
+pub fn aggregate(rejects: &[&(u32, Reject)]) -> Vec<String> {
+    // Thousands of rejects per request: one bit per (host, reason) kind.
+    let hosts = rejects.iter().map(|r| r.0 as usize + 1).max().unwrap_or(0);
+    let mut seen = vec![0u32; hosts];
+    let mut counts = [0usize; SUMMARIES.len()];
+    for (h, r) in rejects.iter().map(|r| (r.0 as usize, &r.1)) {
+        let bit = 1u32 << r.kind();
+        if seen[h] & bit == 0 {
+            seen[h] |= bit;
+            counts[r.kind()] += 1;
         }
     }
-    let mut v: Vec<(&'static str, usize)> = counts.into_iter().collect();
-    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let mut v: Vec<(usize, &str)> = counts
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| (*n, SUMMARIES[k]))
+        .collect();
+    v.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
     v.into_iter()
-        .map(|(label, n)| format!("{n} host{}: {label}", if n == 1 { "" } else { "s" }))
+        .map(|(n, label)| format!("{n} host{}: {label}", if n == 1 { "" } else { "s" }))
         .collect()
 }
 
-/// Rejected hosts with all their reasons, in host order (at most `limit`),
-/// and how many hosts were rejected in all.
+/// Rejected hosts with all their reasons, in the order they were first
+/// rejected (at most `limit`), and how many hosts were rejected in all.
 pub fn filtered(
     fleet: &Fleet,
     req: &Request,
-    rejects: &[(u32, Reject)],
+    rejects: &[&(u32, Reject)],
     limit: usize,
 ) -> (Vec<FilteredCandidate>, usize) {
-    let mut by_host: BTreeMap<u32, Vec<&Reject>> = BTreeMap::new();
-    for (h, r) in rejects {
-        let e = by_host.entry(*h).or_default();
-        if !e.contains(&r) {
-            e.push(r);
+    let hosts = rejects.iter().map(|r| r.0 as usize + 1).max().unwrap_or(0);
+    let mut slot = vec![u32::MAX; hosts];
+    let mut groups: Vec<(u32, Vec<&Reject>)> = Vec::new();
+    let mut total = 0usize;
+    for (h, r) in rejects.iter().map(|r| (r.0, &r.1)) {
+        if slot[h as usize] == u32::MAX {
+            slot[h as usize] = total as u32;
+            total += 1;
+            if groups.len() < limit {
+                groups.push((h, Vec::new()));
+            }
+        }
+        if let Some((_, rs)) = groups.get_mut(slot[h as usize] as usize)
+            && !rs.contains(&r)
+        {
+            rs.push(r);
         }
     }
-    let total = by_host.len();
-    let out = by_host
+    let out = groups
         .into_iter()
-        .take(limit)
         .map(|(h, rs)| {
             let host = &fleet.hosts[h as usize];
             FilteredCandidate {
@@ -237,7 +253,7 @@ pub fn filtered(
 }
 
 /// The error of a request that cannot be placed.
-pub fn failure(fleet: &Fleet, req: &Request, placed: usize, rejects: &[(u32, Reject)]) -> String {
+pub fn failure(fleet: &Fleet, req: &Request, placed: usize, rejects: &[&(u32, Reject)]) -> String {
     const LINES: usize = 10;
     let what = format!(
         "No host can take instance {} of {} ({})",
@@ -264,4 +280,65 @@ pub fn failure(fleet: &Fleet, req: &Request, placed: usize, rejects: &[(u32, Rej
         aggregate(rejects).join("; "),
         lines.join("; ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn aggregated_and_per_host() {
+        let (f, _) = fleet();
+        let r = req(&f, &input(2, 4096));
+        let rejects = [
+            (
+                0,
+                Reject::Memory {
+                    free: 2048.0,
+                    want: 4096,
+                },
+            ),
+            (0, Reject::Cpu { free: 1.0, want: 2 }),
+            (
+                1,
+                Reject::Memory {
+                    free: 0.0,
+                    want: 4096,
+                },
+            ),
+            (3, Reject::Offline(Arc::from("offline"))),
+        ];
+        let rejects: Vec<&(u32, Reject)> = rejects.iter().collect();
+        assert_eq!(
+            aggregate(&rejects),
+            vec![
+                "2 hosts: not enough memory",
+                "1 host: not enough CPU",
+                "1 host: offline"
+            ]
+        );
+        assert_eq!(
+            host_line(&f, &r, 0, &rejects[0].1),
+            "host h1: memory 2048 MB free < 4096 MB requested"
+        );
+        let (fc, total) = filtered(&f, &r, &rejects, 10);
+        assert_eq!(total, 3);
+        assert_eq!(fc[0].filter_name, "host_memory");
+        assert_eq!(fc[0].reasons.len(), 2);
+        let msg = failure(&f, &r, 0, &rejects);
+        assert!(
+            msg.starts_with("No host can take instance 1 of 1 (2 vCPU, 4096 MB)"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("2 hosts: not enough memory; 1 host: not enough CPU; 1 host: offline"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("host h4: offline (host_status offline)"),
+            "{msg}"
+        );
+    }
 }

@@ -10,6 +10,7 @@ use cloudpods_sdk::reqwest::Method;
 use cloudpods_sdk::reqwest::header::HeaderMap;
 use cloudpods_sdk::{Client, SdkError};
 
+#[derive(Clone)]
 pub struct RemoteScheduler {
     client: Client,
     /// Base URL of the scheduler (`http://host:30887`); `None`: the token
@@ -40,11 +41,22 @@ impl RemoteScheduler {
         }
     }
 
-    async fn post(&self, path: &str, body: serde_json::Value) -> Result<serde_json::Value, HttpError> {
+    async fn post(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, HttpError> {
         match &self.url {
             None => self
                 .client
-                .raw(Method::POST, "scheduler", path, None, Some(body), HeaderMap::new())
+                .raw(
+                    Method::POST,
+                    "scheduler",
+                    path,
+                    None,
+                    Some(body),
+                    HeaderMap::new(),
+                )
                 .await
                 .map(|r| r.body)
                 .map_err(relay),
@@ -61,7 +73,9 @@ impl RemoteScheduler {
                         .json(&body)
                         .send()
                         .await
-                        .map_err(|e| HttpError::bad_gateway(format!("scheduler unreachable at {url}: {e}")))?;
+                        .map_err(|e| {
+                            HttpError::bad_gateway(format!("scheduler unreachable at {url}: {e}"))
+                        })?;
                     let status = resp.status();
                     let v: serde_json::Value = resp.json().await.unwrap_or(serde_json::Value::Null);
                     if status.as_u16() == 401 && !retried {
@@ -106,6 +120,31 @@ impl cloudpods_region::Scheduler for RemoteScheduler {
         if let Err(e) = self.post(&path, serde_json::json!({})).await {
             // The reservation expires on its own; nothing to undo.
             tracing::warn!(session = session_id, error = %e, "scheduler completed notification failed");
+        }
+    }
+
+    fn invalidate_host(&self, host_id: &str) {
+        if !host_id.is_empty() {
+            self.clean_cache(format!("/scheduler/clean-cache/{host_id}"));
+        }
+    }
+
+    fn invalidate_all(&self) {
+        self.clean_cache("/scheduler/clean-cache".into());
+    }
+}
+
+impl RemoteScheduler {
+    /// Fire and forget: the scheduler's periodic rebuild catches up if the
+    /// notification is lost.
+    fn clean_cache(&self, path: String) {
+        let me = self.clone();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = me.post(&path, serde_json::json!({})).await {
+                    tracing::debug!(path, error = %e, "scheduler cache notification failed");
+                }
+            });
         }
     }
 }

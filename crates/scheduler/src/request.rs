@@ -2,6 +2,8 @@
 //! indices, legacy strings are parsed, schedtag defaults applied, and every
 //! contradiction is refused before any host is looked at.
 
+use std::sync::Arc;
+
 use cloudpods_apis::scheduler::ScheduleInput;
 
 use crate::fleet::{Fleet, Network};
@@ -52,7 +54,7 @@ pub struct DiskReq {
     pub medium: String,
     pub storage: Option<u32>,
     /// Per storage of the fleet: type, medium and explicit id match.
-    pub ok: Vec<bool>,
+    pub ok: Arc<[bool]>,
 }
 
 #[derive(Debug, Clone)]
@@ -61,7 +63,7 @@ pub struct NicReq {
     pub wire: Option<u32>,
     pub addr: Option<u32>,
     /// Per wire of the fleet: the networks this NIC may use on it.
-    pub by_wire: Vec<Vec<u32>>,
+    pub by_wire: Arc<[Vec<u32>]>,
     /// Some wire has a candidate network.
     pub any: bool,
 }
@@ -163,8 +165,60 @@ pub fn resolve(
     input: &ScheduleInput,
     opts: &SchedulerOptions,
 ) -> Result<Request, Vec<String>> {
-    let mut errs: Vec<String> = Vec::new();
+    let mut errs = Vec::new();
+    let mut req = match resolve_static(fleet, input) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            errs = e;
+            None
+        }
+    };
+    errs.extend(apply_numbers(fleet, input, opts, req.as_mut()));
+    match req {
+        Some(r) if errs.is_empty() => Ok(r),
+        _ => Err(errs),
+    }
+}
 
+/// What the static part of a request depends on: requests with the same
+/// key share [`resolve_static`] and the static filter pass.
+pub fn static_key(input: &ScheduleInput) -> String {
+    serde_json::json!([
+        input.hypervisor,
+        input.prefer_host,
+        input.prefer_zone,
+        input.prefer_region,
+        input.prefer_wire,
+        input.exclude_hosts,
+        input.schedtags,
+        input.project,
+        input.project_domain,
+        input.sku,
+        input.isolated_devices.len(),
+        input.image_id,
+        input
+            .disks
+            .iter()
+            .map(|d| [&d.backend, &d.medium, &d.storage_id])
+            .collect::<Vec<_>>(),
+        input
+            .nets
+            .iter()
+            .map(|n| [&n.network, &n.wire, &n.address])
+            .collect::<Vec<_>>(),
+    ])
+    .to_string()
+}
+
+/// The numbers of a request (count, CPU, memory, SKU sizes, disk sizes),
+/// checked and written into `req` (when the static part resolved).
+pub fn apply_numbers(
+    fleet: &Fleet,
+    input: &ScheduleInput,
+    opts: &SchedulerOptions,
+    req: Option<&mut Request>,
+) -> Vec<String> {
+    let mut errs: Vec<String> = Vec::new();
     if input.count < 0 {
         errs.push(format!("count must not be negative, got {}", input.count));
     } else if input.count > opts.max_count {
@@ -188,39 +242,34 @@ pub fn resolve(
     }
     let mut cpu = input.vcpu_count.max(0);
     let mut mem = input.vmem_size.max(0);
-
-    let mut sku = None;
-    if !input.sku.is_empty() {
-        match fleet.sku_ix.find(&input.sku) {
-            None => errs.push(format!("server sku {} not found", input.sku)),
-            Some(k) => {
-                let s = &fleet.skus[k as usize];
-                if !s.enabled || !(s.status.is_empty() || s.status == "ready") {
-                    errs.push(format!(
-                        "server sku {} is not available (status {}, {})",
-                        s.name,
-                        s.status,
-                        if s.enabled { "enabled" } else { "disabled" }
-                    ));
-                }
-                if cpu == 0 {
-                    cpu = s.cpu;
-                } else if cpu != s.cpu {
-                    errs.push(format!(
-                        "vcpu_count {cpu} contradicts server sku {} ({} vCPUs)",
-                        s.name, s.cpu
-                    ));
-                }
-                if mem == 0 {
-                    mem = s.mem;
-                } else if mem != s.mem {
-                    errs.push(format!(
-                        "vmem_size {mem} MB contradicts server sku {} ({} MB)",
-                        s.name, s.mem
-                    ));
-                }
-                sku = Some(k);
-            }
+    if let Some(k) = (!input.sku.is_empty())
+        .then(|| fleet.sku_ix.find(&input.sku))
+        .flatten()
+    {
+        let s = &fleet.skus[k as usize];
+        if !s.enabled || !(s.status.is_empty() || s.status == "ready") {
+            errs.push(format!(
+                "server sku {} is not available (status {}, {})",
+                s.name,
+                s.status,
+                if s.enabled { "enabled" } else { "disabled" }
+            ));
+        }
+        if cpu == 0 {
+            cpu = s.cpu;
+        } else if cpu != s.cpu {
+            errs.push(format!(
+                "vcpu_count {cpu} contradicts server sku {} ({} vCPUs)",
+                s.name, s.cpu
+            ));
+        }
+        if mem == 0 {
+            mem = s.mem;
+        } else if mem != s.mem {
+            errs.push(format!(
+                "vmem_size {mem} MB contradicts server sku {} ({} MB)",
+                s.name, s.mem
+            ));
         }
     }
     if cpu > MAX_VCPU {
@@ -238,7 +287,52 @@ pub fn resolve(
     if cpu == 0 && mem == 0 && input.disks.is_empty() && errs.is_empty() {
         errs.push("nothing to place: give vcpu_count and vmem_size, or disks".into());
     }
+    for (i, d) in input.disks.iter().enumerate().take(MAX_DISKS) {
+        if d.size <= 0 {
+            errs.push(format!(
+                "disk {i}: size must be positive, got {} MB",
+                d.size
+            ));
+        } else if d.size > MAX_DISK_MB {
+            errs.push(format!("disk {i}: size {} MB is too large", d.size));
+        }
+    }
+    if count > 1 {
+        for (i, n) in input.nets.iter().enumerate().take(MAX_NICS) {
+            if !n.address.trim().is_empty() {
+                errs.push(format!(
+                    "nic {i}: address {} can go to one instance only, count is {count}",
+                    n.address
+                ));
+            }
+        }
+    }
+    if let Some(req) = req {
+        req.session = input.session_id.clone();
+        req.count = count;
+        req.cpu = cpu;
+        req.mem = mem;
+        req.guest_ids = input.guest_ids.clone();
+        for (d, i) in req.disks.iter_mut().zip(&input.disks) {
+            d.size = i.size.max(0);
+        }
+    }
+    errs
+}
 
+/// Everything but the numbers: names resolved, storages and networks each
+/// disk and NIC may use, effective schedtags.
+pub fn resolve_static(fleet: &Fleet, input: &ScheduleInput) -> Result<Request, Vec<String>> {
+    let mut errs: Vec<String> = Vec::new();
+    let sku = if input.sku.is_empty() {
+        None
+    } else {
+        let k = fleet.sku_ix.find(&input.sku);
+        if k.is_none() {
+            errs.push(format!("server sku {} not found", input.sku));
+        }
+        k
+    };
     // Disks.
     if input.disks.len() > MAX_DISKS {
         errs.push(format!(
@@ -249,7 +343,10 @@ pub fn resolve(
     let mut disks = Vec::with_capacity(input.disks.len());
     for (i, d) in input.disks.iter().enumerate().take(MAX_DISKS) {
         if d.size <= 0 {
-            errs.push(format!("disk {i}: size must be positive, got {} MB", d.size));
+            errs.push(format!(
+                "disk {i}: size must be positive, got {} MB",
+                d.size
+            ));
         } else if d.size > MAX_DISK_MB {
             errs.push(format!("disk {i}: size {} MB is too large", d.size));
         }
@@ -266,7 +363,7 @@ pub fn resolve(
         };
         let backend = d.backend.trim().to_string();
         let medium = d.medium.trim().to_string();
-        let ok = fleet
+        let ok: Arc<[bool]> = fleet
             .storages
             .iter()
             .enumerate()
@@ -292,7 +389,7 @@ pub fn resolve(
             }
         }
         disks.push(DiskReq {
-            size: d.size.max(0),
+            size: 0,
             backend,
             medium,
             storage,
@@ -370,12 +467,6 @@ pub fn resolve(
                         errs.push(format!("nic {i}: address {} is asked twice", n.address));
                     }
                     addrs_seen.push(a);
-                    if count > 1 {
-                        errs.push(format!(
-                            "nic {i}: address {} can go to one instance only, count is {count}",
-                            n.address
-                        ));
-                    }
                     Some(a)
                 }
                 None => {
@@ -452,7 +543,7 @@ pub fn resolve(
             network,
             wire: nic_wire,
             addr,
-            by_wire,
+            by_wire: by_wire.into(),
             any,
         });
     }
@@ -506,10 +597,10 @@ pub fn resolve(
         return Err(errs);
     }
     Ok(Request {
-        session: input.session_id.clone(),
-        count,
-        cpu,
-        mem,
+        session: String::new(),
+        count: 1,
+        cpu: 0,
+        mem: 0,
         disks,
         nics,
         hypervisor: hypervisor_of(&input.hypervisor),
@@ -523,7 +614,130 @@ pub fn resolve(
         domain: input.project_domain.clone(),
         sku,
         isolated_devices: input.isolated_devices.len(),
-        guest_ids: input.guest_ids.clone(),
+        guest_ids: Vec::new(),
         image_id: input.image_id.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::*;
+
+    fn errs(input: &ScheduleInput) -> String {
+        let (f, _) = fleet();
+        resolve(&f, input, &SchedulerOptions::default())
+            .map(|_| String::new())
+            .unwrap_or_else(|e| e.join("; "))
+    }
+
+    #[test]
+    fn bad_resources() {
+        assert!(errs(&input(-1, 512)).contains("vcpu_count must not be negative"));
+        assert!(errs(&input(1, -5)).contains("vmem_size must not be negative"));
+        assert!(errs(&input(0, 0)).contains("nothing to place"));
+        assert!(errs(&input(0, 512)).contains("vcpu_count must be at least 1"));
+        assert!(errs(&input(1, 0)).contains("vmem_size must be at least 1 MB"));
+        let mut i = input(1, 512);
+        i.disks = vec![disk(0, "", "")];
+        assert!(errs(&i).contains("disk 0: size must be positive"));
+        // Disks alone are fine (disk create).
+        let mut i = input(0, 0);
+        i.disks = vec![disk(10, "", "")];
+        assert_eq!(errs(&i), "");
+    }
+
+    #[test]
+    fn count_bounds() {
+        let mut i = input(1, 512);
+        i.count = -1;
+        assert!(errs(&i).contains("count must not be negative"));
+        i.count = 10_001;
+        assert!(errs(&i).contains("beyond the limit"));
+        i.count = 0;
+        let (f, _) = fleet();
+        assert_eq!(req(&f, &i).count, 1);
+    }
+
+    #[test]
+    fn unknown_names() {
+        let mut i = input(1, 512);
+        i.prefer_host = "nope".into();
+        i.prefer_zone = "nozone".into();
+        i.nets = vec![net("nonet")];
+        i.schedtags = vec![tag("notag", "require")];
+        i.sku = "nosku".into();
+        let e = errs(&i);
+        for want in [
+            "host nope not found",
+            "zone nozone not found",
+            "nic 0: network nonet not found",
+            "schedtag notag not found",
+            "server sku nosku not found",
+        ] {
+            assert!(e.contains(want), "{want} in {e}");
+        }
+    }
+
+    #[test]
+    fn contradictions() {
+        let mut i = input(1, 512);
+        i.schedtags = vec![tag("ssd", "require"), tag("ssd", "exclude")];
+        assert!(errs(&i).contains("schedtag ssd is asked both as require and as exclude"));
+        i.schedtags = vec![tag("ssd", "sometimes")];
+        assert!(errs(&i).contains("strategy must be"));
+        let mut i = input(4, 512);
+        i.sku = "small".into();
+        assert!(errs(&i).contains("contradicts server sku small"));
+        let mut i = input(1, 512);
+        i.prefer_host = "h1".into();
+        i.exclude_hosts = vec!["h1".into()];
+        assert!(errs(&i).contains("both requested and excluded"));
+    }
+
+    #[test]
+    fn addresses() {
+        let mut i = input(1, 512);
+        i.nets = vec![cloudpods_apis::scheduler::SchedNet {
+            network: "n1".into(),
+            address: "10.9.9.9".into(),
+            ..Default::default()
+        }];
+        assert!(errs(&i).contains("outside network n1"));
+        i.nets[0].address = "not-an-ip".into();
+        assert!(errs(&i).contains("is not an IPv4 address"));
+        i.nets[0].address = "10.0.0.12".into();
+        i.count = 2;
+        assert!(errs(&i).contains("can go to one instance only"));
+        // Without a network, one that contains the address is found.
+        let mut i = input(1, 512);
+        i.nets = vec![cloudpods_apis::scheduler::SchedNet {
+            address: "10.1.0.11".into(),
+            ..Default::default()
+        }];
+        let (f, _) = fleet();
+        let r = req(&f, &i);
+        let w2 = f.wire_ix.id("w2").expect("w2") as usize;
+        assert_eq!(r.nics[0].by_wire[w2].len(), 1);
+    }
+
+    #[test]
+    fn legacy_schedtag_strings() {
+        let body = serde_json::json!({"scheduler": {
+            "vcpu_count": "2", "vmem_size": 1024,
+            "schedtag.0": "ssd:require", "schedtag.1": "slow:avoid"
+        }});
+        let i = ScheduleInput::from_json(body).expect("parse");
+        assert_eq!(i.schedtags.len(), 2);
+        assert_eq!(i.schedtags[0].id, "ssd");
+        assert_eq!(i.schedtags[1].strategy, "avoid");
+        let (f, _) = fleet();
+        let r = req(&f, &i);
+        assert_eq!(r.tags.len(), 2);
+        let i = ScheduleInput::from_json(
+            serde_json::json!({"schedtags": ["ssd:prefer"], "vcpu_count": 1, "vmem_size": 1}),
+        )
+        .expect("parse");
+        assert_eq!(i.schedtags[0].strategy, "prefer");
+    }
 }

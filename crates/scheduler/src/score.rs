@@ -38,14 +38,8 @@ fn frac(used: f64, total: f64) -> f64 {
 /// Commitment of the host's CPU and memory, the higher of the two, before
 /// this instance (0.0 – 1.0).
 pub fn utilisation(hd: &HostDyn, credit: Credit) -> f64 {
-    let cpu = frac(
-        (hd.cpu_used + hd.res_cpu - credit.cpu) as f64,
-        hd.cpu_total,
-    );
-    let mem = frac(
-        (hd.mem_used + hd.res_mem - credit.mem) as f64,
-        hd.mem_total,
-    );
+    let cpu = frac((hd.cpu_used + hd.res_cpu - credit.cpu) as f64, hd.cpu_total);
+    let mem = frac((hd.mem_used + hd.res_mem - credit.mem) as f64, hd.mem_total);
     cpu.max(mem)
 }
 
@@ -84,7 +78,11 @@ pub fn fits(hd: &HostDyn, req: &Request, credit: Credit) -> i64 {
     if req.mem > 0 {
         n = n.min(((hd.mem_free() + credit.mem as f64) / req.mem as f64).floor() as i64);
     }
-    if n == i64::MAX { 1000 } else { n.clamp(0, 1000) }
+    if n == i64::MAX {
+        1000
+    } else {
+        n.clamp(0, 1000)
+    }
 }
 
 /// Capacity: spread favours hosts with room for many more, pack hosts with
@@ -128,5 +126,82 @@ impl Scorer {
             (w.load + w.capacity) * load(storage_utilisation(fleet, dy, req, h), self.policy)
         };
         (bucket, normal, Reverse(h))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::*;
+
+    #[test]
+    fn tag_buckets() {
+        let (f, _) = fleet();
+        let mut i = input(1, 512);
+        i.schedtags = vec![tag("ssd", "prefer"), tag("slow", "avoid")];
+        let r = req(&f, &i);
+        assert_eq!(tag_bucket(&r, &f.hosts[h(&f, "h1") as usize]), 1);
+        assert_eq!(tag_bucket(&r, &f.hosts[h(&f, "h2") as usize]), 0);
+        assert_eq!(tag_bucket(&r, &f.hosts[h(&f, "h3") as usize]), -1);
+    }
+
+    #[test]
+    fn load_spread_and_pack() {
+        assert_eq!(load(0.25, Policy::Spread), 750);
+        assert_eq!(load(0.25, Policy::Pack), 250);
+        assert!(load(0.1, Policy::Spread) > load(0.9, Policy::Spread));
+        assert!(load(0.9, Policy::Pack) > load(0.1, Policy::Pack));
+    }
+
+    #[test]
+    fn utilisation_takes_the_tighter_resource() {
+        let (f, mut d) = fleet();
+        let hd = &mut d.hosts[h(&f, "h1") as usize];
+        hd.cpu_used = 2; // of 8
+        hd.mem_used = 12288; // of 16384
+        assert_eq!(utilisation(hd, Credit::default()), 0.75);
+        assert_eq!(utilisation(hd, Credit { cpu: 0, mem: 4096 }), 0.5);
+    }
+
+    #[test]
+    fn capacity_counts_instances() {
+        let (f, d) = fleet();
+        let r = req(&f, &input(2, 4096));
+        // h1: 8 CPU / 16 GB → 4 instances; h2: 4 CPU / 8 GB → 2.
+        assert_eq!(
+            fits(&d.hosts[h(&f, "h1") as usize], &r, Credit::default()),
+            4
+        );
+        assert_eq!(
+            fits(&d.hosts[h(&f, "h2") as usize], &r, Credit::default()),
+            2
+        );
+        assert!(capacity(4, Policy::Spread) > capacity(2, Policy::Spread));
+        assert!(capacity(2, Policy::Pack) > capacity(4, Policy::Pack));
+    }
+
+    #[test]
+    fn creating_penalises_in_flight() {
+        assert_eq!(creating(0), 1000);
+        assert_eq!(creating(1), 500);
+        assert!(creating(3) < creating(2));
+    }
+
+    #[test]
+    fn ties_break_on_host_id() {
+        let (f, d) = fleet();
+        let r = req(&f, &input(1, 512));
+        let s = Scorer {
+            policy: Policy::Spread,
+            weights: crate::options::Weights::default_for(Policy::Spread),
+        };
+        // h3 and h4 have the same shape: the lower id ranks higher.
+        let k3 = s.key(&f, &d, &r, h(&f, "h3"), 0, Credit::default());
+        let k4 = s.key(&f, &d, &r, h(&f, "h4"), 0, Credit::default());
+        assert_eq!((k3.0, k3.1), (k4.0, k4.1));
+        assert!(k3 > k4);
+        // The bucket outranks everything else.
+        let k2 = s.key(&f, &d, &r, h(&f, "h2"), 1, Credit::default());
+        assert!(k2 > k3);
     }
 }

@@ -46,6 +46,21 @@ use crate::snapshot::Snapshot;
 /// re-read.
 const SETTLE_RETRY: Duration = Duration::from_secs(5);
 
+/// Request shapes whose static filter pass is kept.
+const STATIC_CACHE: usize = 256;
+
+/// What [`SchedulerService::with_request`] hands back: the fleet and
+/// request it ran with, the static pass, and the closure's result.
+type Prepared<T> = (Arc<Fleet>, Request, Arc<StaticEntry>, T);
+
+/// A resolved static request and its static filter pass.
+struct StaticEntry {
+    fleet: Arc<Fleet>,
+    req: Request,
+    pass: place::Passing,
+    rejects: place::Rejects,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum ItemState {
     Pending,
@@ -102,10 +117,19 @@ pub struct SchedulerService {
     scorer: Scorer,
     state: Mutex<State>,
     history: Mutex<History>,
+    statics: Mutex<HashMap<String, Arc<StaticEntry>>>,
     wake: tokio::sync::Notify,
     reload: tokio::sync::Mutex<()>,
     generation: AtomicU64,
+    /// Bumped by every invalidation; `applied` is the value the last
+    /// successful refresh started from. A request waits for a refresh only
+    /// when an invalidation is newer than what has been applied.
+    invalidated: AtomicU64,
+    applied: AtomicU64,
 }
+
+/// A failed placement rebuilds the cache and tries again at most this often.
+const RETRY_REBUILD_AFTER: Duration = Duration::from_secs(2);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves numbers that are at worst
@@ -136,6 +160,7 @@ impl SchedulerService {
             db,
             scorer,
             history: Mutex::new(History::new(opts.history_size)),
+            statics: Mutex::new(HashMap::new()),
             state: Mutex::new(State {
                 fleet: Arc::new(fleet),
                 dy,
@@ -149,6 +174,8 @@ impl SchedulerService {
             wake: tokio::sync::Notify::new(),
             reload: tokio::sync::Mutex::new(()),
             generation: AtomicU64::new(1),
+            invalidated: AtomicU64::new(0),
+            applied: AtomicU64::new(0),
         })
     }
 
@@ -172,29 +199,73 @@ impl SchedulerService {
             .collect()
     }
 
-    /// Resolve, filter statically, then run `f` under the lock with the
+    /// The request's static part and static filter pass, shared by
+    /// requests of the same shape until the fleet changes.
+    fn prepare(
+        &self,
+        fleet: &Arc<Fleet>,
+        input: &ScheduleInput,
+    ) -> Result<(Request, Arc<StaticEntry>), Vec<String>> {
+        let key = request::static_key(input);
+        let hit = lock(&self.statics)
+            .get(&key)
+            .filter(|e| Arc::ptr_eq(&e.fleet, fleet))
+            .cloned();
+        let entry = match hit {
+            Some(e) => e,
+            None => match request::resolve_static(fleet, input) {
+                Ok(req) => {
+                    let (pass, rejects) = place::static_pass(fleet, &req);
+                    let e = Arc::new(StaticEntry {
+                        fleet: fleet.clone(),
+                        req,
+                        pass,
+                        rejects,
+                    });
+                    let mut m = lock(&self.statics);
+                    if m.len() >= STATIC_CACHE || m.values().any(|x| !Arc::ptr_eq(&x.fleet, fleet))
+                    {
+                        m.clear();
+                    }
+                    m.insert(key, e.clone());
+                    e
+                }
+                Err(mut errs) => {
+                    errs.extend(request::apply_numbers(fleet, input, &self.opts, None));
+                    return Err(errs);
+                }
+            },
+        };
+        let mut req = entry.req.clone();
+        let errs = request::apply_numbers(fleet, input, &self.opts, Some(&mut req));
+        if errs.is_empty() {
+            Ok((req, entry))
+        } else {
+            Err(errs)
+        }
+    }
+
+    /// Resolve and filter statically, then run `f` under the lock with the
     /// same fleet the request was resolved against.
     fn with_request<T>(
         &self,
         input: &ScheduleInput,
         f: impl FnOnce(&mut State, &Arc<Fleet>, &Request, &[(u32, i32)]) -> T,
-    ) -> Result<(Arc<Fleet>, Request, Vec<(u32, Reject)>, T), Vec<String>> {
+    ) -> Result<Prepared<T>, Vec<String>> {
         let fleet = lock(&self.state).fleet.clone();
-        let req = request::resolve(&fleet, input, &self.opts)?;
-        let (pass, rejects) = place::static_pass(&fleet, &req);
+        let (req, entry) = self.prepare(&fleet, input)?;
         let mut st = lock(&self.state);
         self.expire(&mut st, Instant::now());
         if Arc::ptr_eq(&st.fleet, &fleet) {
-            let out = f(&mut st, &fleet, &req, &pass);
-            return Ok((fleet, req, rejects, out));
+            let out = f(&mut st, &fleet, &req, &entry.pass);
+            return Ok((fleet, req, entry, out));
         }
         // The cache was rebuilt meanwhile: indices changed, start over
         // (rare; under the lock this time).
         let fleet = st.fleet.clone();
-        let req = request::resolve(&fleet, input, &self.opts)?;
-        let (pass, rejects) = place::static_pass(&fleet, &req);
-        let out = f(&mut st, &fleet, &req, &pass);
-        Ok((fleet, req, rejects, out))
+        let (req, entry) = self.prepare(&fleet, input)?;
+        let out = f(&mut st, &fleet, &req, &entry.pass);
+        Ok((fleet, req, entry, out))
     }
 
     fn candidate(fleet: &Fleet, session: &str, p: &Placement) -> Candidate {
@@ -224,7 +295,47 @@ impl SchedulerService {
     /// Place `input.count` instances: one candidate each, all or none. The
     /// placements are held for the session until [`Self::completed`].
     pub async fn schedule(&self, input: &ScheduleInput) -> Result<Vec<Candidate>, HttpError> {
+        let first = self.schedule_once(input).await;
+        let Err(e) = &first else {
+            return first;
+        };
+        if e.class != cloudpods_apis::ErrorClass::InsufficientResourceError || self.db.is_none() {
+            return first;
+        }
+        // Before saying no, make sure the answer is not an artefact of a
+        // stale cache: re-read what is pending and, at most every few
+        // seconds, everything.
+        {
+            let mut st = lock(&self.state);
+            if st.last_full.elapsed() >= RETRY_REBUILD_AFTER {
+                st.full = true;
+            } else if st.dirty.is_empty() {
+                return first;
+            }
+        }
+        if let Err(e) = self.refresh_due(true).await {
+            tracing::warn!(error = %e.details, "scheduler cache refresh failed");
+            return first;
+        }
+        self.schedule_once(input).await
+    }
+
+    async fn schedule_once(&self, input: &ScheduleInput) -> Result<Vec<Candidate>, HttpError> {
         let t0 = Instant::now();
+        // The region said something changed (a host came online, a guest
+        // released its resources): read it before deciding, so that a
+        // request right after the change does not see the old numbers.
+        // A resize on its own host (`guest_ids` + `prefer_host`) needs the
+        // guest's present usage in the cache to credit it: read the host
+        // even if its last change is still within the commit grace.
+        let resize = !input.guest_ids.is_empty()
+            && !input.prefer_host.is_empty()
+            && lock(&self.state).dirty.contains_key(&input.prefer_host);
+        if (resize || self.invalidations_due())
+            && let Err(e) = self.refresh_due(resize).await
+        {
+            tracing::warn!(error = %e.details, "scheduler cache refresh failed");
+        }
         let mut input = input.clone();
         if input.session_id.is_empty() {
             input.session_id = uuid::Uuid::new_v4().to_string();
@@ -256,7 +367,7 @@ impl SchedulerService {
             }
             out
         });
-        let (fleet, req, mut rejects, out) = match res {
+        let (fleet, req, statics, out) = match res {
             Ok(r) => r,
             Err(errs) => {
                 let msg = errs.join("; ");
@@ -264,7 +375,9 @@ impl SchedulerService {
                 return Err(HttpError::input(msg));
             }
         };
-        rejects.extend(out.rejects);
+        // Hosts that passed the static filters first: the closest misses.
+        let rejects: Vec<&(u32, Reject)> =
+            out.rejects.iter().chain(statics.rejects.iter()).collect();
         let candidates: Vec<Candidate> = out
             .placements
             .iter()
@@ -272,16 +385,37 @@ impl SchedulerService {
             .collect();
         if candidates.len() < req.count as usize {
             let msg = reasons::failure(&fleet, &req, candidates.len(), &rejects);
-            self.record(&input, Some((&fleet, &req)), &[], &msg, t0, false, Some(&rejects));
+            self.record(
+                &input,
+                Some((&fleet, &req)),
+                &[],
+                &msg,
+                t0,
+                false,
+                Some(&rejects),
+            );
             return Err(HttpError::insufficient(msg));
         }
-        self.record(&input, Some((&fleet, &req)), &candidates, "", t0, false, Some(&rejects));
+        self.record(
+            &input,
+            Some((&fleet, &req)),
+            &candidates,
+            "",
+            t0,
+            false,
+            Some(&rejects),
+        );
         Ok(candidates)
     }
 
     /// Could `input` be placed now, and if not, why (nothing is held).
     pub async fn try_forecast(&self, input: &ScheduleInput) -> Result<ForecastOutput, HttpError> {
         let t0 = Instant::now();
+        if self.invalidations_due()
+            && let Err(e) = self.refresh_due(false).await
+        {
+            tracing::warn!(error = %e.details, "scheduler cache refresh failed");
+        }
         let mut input = input.clone();
         if input.session_id.is_empty() {
             input.session_id = uuid::Uuid::new_v4().to_string();
@@ -294,7 +428,7 @@ impl SchedulerService {
             }
             out
         });
-        let (fleet, req, mut rejects, out) = match res {
+        let (fleet, req, statics, out) = match res {
             Ok(r) => r,
             Err(errs) => {
                 let msg = errs.join("; ");
@@ -302,13 +436,15 @@ impl SchedulerService {
                 return Err(HttpError::input(msg));
             }
         };
-        rejects.extend(out.rejects);
+        let rejects: Vec<&(u32, Reject)> =
+            out.rejects.iter().chain(statics.rejects.iter()).collect();
         let candidates: Vec<Candidate> = out
             .placements
             .iter()
             .map(|p| Self::candidate(&fleet, &input.session_id, p))
             .collect();
-        let (filtered, _) = reasons::filtered(&fleet, &req, &rejects, usize::MAX);
+        let (mut filtered, _) = reasons::filtered(&fleet, &req, &rejects, usize::MAX);
+        filtered.sort_by(|a, b| a.id.cmp(&b.id));
         let can = candidates.len() >= req.count as usize;
         let mut not_allow = Vec::new();
         if !can {
@@ -325,7 +461,15 @@ impl SchedulerService {
         } else {
             reasons::failure(&fleet, &req, candidates.len(), &rejects)
         };
-        self.record(&input, Some((&fleet, &req)), &candidates, &err, t0, true, Some(&rejects));
+        self.record(
+            &input,
+            Some((&fleet, &req)),
+            &candidates,
+            &err,
+            t0,
+            true,
+            Some(&rejects),
+        );
         Ok(ForecastOutput {
             can_create: can,
             req_count: req.count as i64,
@@ -360,10 +504,8 @@ impl SchedulerService {
         if self.db.is_none() {
             // No database will ever show them: they become usage.
             for it in items {
-                if it.state == ItemState::Pending || matches!(it.state, ItemState::Committed(_)) {
-                    place::apply(&mut st.dy, &it.p, -1);
-                    Self::fold_into_usage(&mut st.dy, &it.p);
-                }
+                place::apply(&mut st.dy, &it.p, -1);
+                Self::fold_into_usage(&mut st.dy, &it.p);
             }
             return;
         }
@@ -465,7 +607,9 @@ impl SchedulerService {
     /// Re-read a host from the database soon (its guests, storages or
     /// state changed).
     pub fn invalidate_host(&self, host_id: &str) {
+        tracing::debug!(host = host_id, "scheduler cache: host invalidated");
         let now = Instant::now();
+        self.invalidated.fetch_add(1, Ordering::SeqCst);
         lock(&self.state)
             .dirty
             .entry(host_id.to_string())
@@ -474,8 +618,17 @@ impl SchedulerService {
         self.wake.notify_one();
     }
 
+    /// Invalidations that are due now (not those waiting out a commit grace).
+    fn invalidations_due(&self) -> bool {
+        // An invalidation not applied yet — pending, or being applied by
+        // the background refresh right now (then `refresh_due` waits for it).
+        self.db.is_some()
+            && self.invalidated.load(Ordering::SeqCst) > self.applied.load(Ordering::SeqCst)
+    }
+
     /// Rebuild the whole cache soon.
     pub fn invalidate_all(&self) {
+        self.invalidated.fetch_add(1, Ordering::SeqCst);
         lock(&self.state).full = true;
         self.wake.notify_one();
     }
@@ -494,6 +647,7 @@ impl SchedulerService {
             return Ok(());
         };
         let _one = self.reload.lock().await;
+        let seq = self.invalidated.load(Ordering::SeqCst);
         let started = Instant::now();
         let (full, hosts) = {
             let mut st = lock(&self.state);
@@ -509,6 +663,7 @@ impl SchedulerService {
             }
             (full, due)
         };
+        tracing::debug!(full, hosts = hosts.len(), "refreshing the scheduler cache");
         let res = if full {
             self.rebuild(&db, started).await
         } else if hosts.is_empty() {
@@ -536,6 +691,8 @@ impl SchedulerService {
             for h in hosts {
                 st.dirty.entry(h).or_insert(started);
             }
+        } else {
+            self.applied.fetch_max(seq, Ordering::SeqCst);
         }
         res
     }
@@ -650,7 +807,12 @@ impl SchedulerService {
     /// Confirmed placements on reloaded hosts: the database shows their CPU
     /// and memory now; their storage and addresses too once the guests are
     /// past their disk and network stages.
-    fn settle(st: &mut State, hosts: Option<&HashSet<u32>>, started: Instant, opts: &SchedulerOptions) {
+    fn settle(
+        st: &mut State,
+        hosts: Option<&HashSet<u32>>,
+        started: Instant,
+        opts: &SchedulerOptions,
+    ) {
         let State {
             sessions,
             dy,
@@ -667,7 +829,15 @@ impl SchedulerService {
                 if hosts.is_some_and(|s| !s.contains(&it.p.host)) {
                     return true;
                 }
-                if at + opts.commit_grace > started {
+                // Within the grace the commit may not have landed yet,
+                // unless the reload already shows the session's guests on
+                // this host (the region writes them all before confirming).
+                if at + opts.commit_grace > started
+                    && !it
+                        .guests
+                        .iter()
+                        .any(|g| dy.guests.get(g).is_some_and(|u| u.host == it.p.host))
+                {
                     again.push((it.p.host, at + opts.commit_grace));
                     return true;
                 }
@@ -816,7 +986,9 @@ impl SchedulerService {
                 let hd = &st.dy.hosts[h as usize];
                 (q.zone.is_empty()
                     || host.zone_id == q.zone
-                    || host.zone.is_some_and(|z| fleet.zones[z as usize].name == q.zone))
+                    || host
+                        .zone
+                        .is_some_and(|z| fleet.zones[z as usize].name == q.zone))
                     && (q.region.is_empty()
                         || host.region.is_some_and(|r| {
                             fleet.regions[r as usize].id == q.region
@@ -925,7 +1097,7 @@ impl SchedulerService {
         error: &str,
         t0: Instant,
         suggestion: bool,
-        rejects: Option<&[(u32, Reject)]>,
+        rejects: Option<&[&(u32, Reject)]>,
     ) {
         let (not_allow, filtered, total) = match (ctx, rejects) {
             (Some((fleet, req)), Some(rs)) => {
@@ -947,7 +1119,12 @@ impl SchedulerService {
             } else {
                 vec![input.project.clone()]
             },
-            status: if error.is_empty() { "succeed" } else { "failed" }.into(),
+            status: if error.is_empty() {
+                "succeed"
+            } else {
+                "failed"
+            }
+            .into(),
             guests: input.guest_ids.clone(),
             is_suggestion: suggestion,
             placed: candidates.len() as i64,
@@ -999,5 +1176,15 @@ impl cloudpods_region::Scheduler for SchedulerService {
 
     async fn completed(&self, session_id: &str) {
         SchedulerService::completed(self, session_id).await
+    }
+
+    fn invalidate_host(&self, host_id: &str) {
+        if !host_id.is_empty() {
+            SchedulerService::invalidate_host(self, host_id)
+        }
+    }
+
+    fn invalidate_all(&self) {
+        SchedulerService::invalidate_all(self)
     }
 }

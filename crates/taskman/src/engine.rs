@@ -100,6 +100,10 @@ pub struct Engine {
     me: Weak<Engine>,
 }
 
+/// How long after a restart a task waiting for an agent callback waits
+/// before its step is sent again.
+const RESTART_CALLBACK_GRACE: Duration = Duration::from_secs(10);
+
 fn now() -> String {
     cloudpods_apis::time::now()
 }
@@ -301,6 +305,21 @@ impl Engine {
     pub async fn start(self: &Arc<Self>) -> Result<(), TaskError> {
         let mut q = Sql::new("UPDATE `tasks_tbl` SET `lease_until` = NULL WHERE `lease_owner` = ");
         q.bind(self.node.as_str());
+        q.query()?
+            .execute(self.db.write())
+            .await
+            .map_err(cloudpods_db::DbError::from)?;
+        // A callback sent while this process was down went to an address
+        // that may no longer exist (a new port, a new node): resend waits
+        // after a short grace instead of their full timeout. Stages are
+        // idempotent, so a callback that does arrive in time wins and a
+        // late duplicate is ignored.
+        let grace = later(RESTART_CALLBACK_GRACE);
+        let mut q = Sql::new("UPDATE `tasks_tbl` SET `wait_until` = ");
+        q.bind(grace.clone())
+            .push(" WHERE `status` = 'waiting' AND (`wait_until` IS NULL OR `wait_until` > ")
+            .bind(grace)
+            .push(")");
         q.query()?
             .execute(self.db.write())
             .await
