@@ -1,0 +1,142 @@
+//! The S3 storage backend against a real S3 server: moto's, started on a
+//! random loopback port and killed when the test ends (also on failure).
+//! Install it with `pip install 'moto[server]'` (scripts/test-deps does).
+
+mod common;
+mod glance_common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cloudpods_glance::s3::{S3, S3Config};
+use common::*;
+use glance_common::*;
+
+/// A moto server, killed on drop.
+struct Moto {
+    child: Child,
+    url: String,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server is missing; install it with: pip install 'moto[server]'");
+        let m = Moto {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        m
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn images_live_in_s3() {
+    let moto = Moto::start();
+    let env = [
+        ("CLOUDPODS_GLANCE__STORAGE", "s3"),
+        ("CLOUDPODS_GLANCE__S3_ENDPOINT", moto.url.as_str()),
+        ("CLOUDPODS_GLANCE__S3_BUCKET", "images"),
+        ("CLOUDPODS_GLANCE__S3_ACCESS_KEY", "AKIDTEST"),
+        ("CLOUDPODS_GLANCE__S3_SECRET_KEY", "secret-test-key"),
+        ("CLOUDPODS_GLANCE__TARGET_IMAGE_FORMATS", "qcow2,raw"),
+    ];
+    let p = Platform::start_with(Opts {
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    });
+    let admin = p.admin().await;
+    let g = p.glance_url();
+    let dir = tempfile::tempdir().expect("tmp");
+    // 24 MiB raw with data: the raw sub-format goes up in several parts.
+    let (raw, qcow2) = make_images(dir.path(), 24);
+    let qcow2_s = qcow2.to_string_lossy().into_owned();
+    let (ok, out, err) = p.climc(&[
+        "--output-format",
+        "json",
+        "image-upload",
+        "s3img",
+        &qcow2_s,
+        "--unprotected",
+        "--wait",
+    ]);
+    assert!(ok, "{out}\n{err}\n{}", p.log());
+    let img: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(img["status"], "active", "{img}");
+    let id = img["id"].as_str().expect("id").to_string();
+
+    // the files are in the bucket, not on local disk
+    assert!(image_files(&p).is_empty(), "{:?}", image_files(&p));
+    let s3 = S3::new(S3Config {
+        endpoint: moto.url.clone(),
+        bucket: "images".into(),
+        access_key: "AKIDTEST".into(),
+        secret_key: "secret-test-key".into(),
+        region: "us-east-1".into(),
+    })
+    .expect("s3");
+    assert_eq!(
+        s3.head(&id).await.expect("head"),
+        Some(std::fs::metadata(&qcow2).expect("q").len())
+    );
+    assert_eq!(
+        s3.head(&format!("{id}.raw")).await.expect("head"),
+        Some(24 << 20)
+    );
+
+    // downloads stream from S3: whole, sub-format, range
+    for (fmt, expect) in [(None, &qcow2), (Some("raw"), &raw)] {
+        let out = dir.path().join("dl");
+        let mut args = vec!["image-download", id.as_str(), "-o"];
+        let o = out.to_string_lossy().into_owned();
+        args.push(&o);
+        if let Some(f) = fmt {
+            args.extend(["--format", f]);
+        }
+        let (ok, so, se) = p.climc(&args);
+        assert!(ok, "{so}\n{se}");
+        assert_eq!(md5_file(&out), md5_file(expect), "{fmt:?}");
+    }
+    let r = admin
+        .client
+        .get(format!("{g}/images/{id}?format=raw"))
+        .header("X-Auth-Token", &admin.token)
+        .header("Range", "bytes=1048576-1048599")
+        .send()
+        .await
+        .expect("range");
+    assert_eq!(r.status().as_u16(), 206);
+    assert_eq!(
+        &r.bytes().await.expect("body")[..],
+        b"cloudpods-rs test block "
+    );
+
+    // delete removes the objects
+    let (ok, so, se) = p.climc(&["image-delete", &id]);
+    assert!(ok, "{so}\n{se}");
+    assert_eq!(s3.head(&id).await.expect("head"), None);
+    assert_eq!(s3.head(&format!("{id}.raw")).await.expect("head"), None);
+}
