@@ -38,6 +38,12 @@ pub fn router(driver: Arc<dyn Driver>) -> Router {
         .route("/servers/{id}/status", get(server_status))
         .route("/servers/{id}/vnc", get(server_vnc))
         .route("/disks/{storage}/{action}/{disk}", post(disk_action))
+        .route(
+            "/disks/image_cache",
+            get(|State(st): State<AgentState>| async move {
+                axum::Json(st.driver.cached_images().await)
+            }),
+        )
         .route("/ping", get(|| async { axum::Json(json!({})) }))
         .with_state(state)
 }

@@ -3,11 +3,22 @@
 //!
 //! What runs guests is a [`Driver`]. [`sim::SimDriver`] simulates a
 //! hypervisor (guests are records that change state after a delay); it lets
-//! the region, the scheduler and their tests run without QEMU. The QEMU
-//! driver arrives with the host agent issue.
+//! the region, the scheduler and their tests run without QEMU.
+//! [`qemu::QemuDriver`] runs real guests: QEMU launched directly and driven
+//! over QMP ([`qmp`]), disks backed by the image cache ([`imagecache`]),
+//! bridges, taps, DHCP and nftables ([`net`]), NoCloud seeds ([`seed`]).
 
 pub mod agent;
+pub mod cmd;
+pub mod facts;
+pub mod imagecache;
+pub mod launch;
+pub mod net;
+pub mod proc;
+pub mod qemu;
+pub mod qmp;
 pub mod register;
+pub mod seed;
 pub mod sim;
 
 use async_trait::async_trait;
@@ -69,4 +80,13 @@ pub trait Driver: Send + Sync + 'static {
     }
     /// Guests this driver knows about, with their status (re-adoption).
     async fn guests(&self) -> Vec<(String, String)>;
+    /// Guests whose status changed on their own since the last call (a
+    /// QEMU that died): the heartbeat asks the region to sync them.
+    async fn changed(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+    /// The images this host has cached (`GET /disks/image_cache`).
+    async fn cached_images(&self) -> Value {
+        serde_json::json!({"images": []})
+    }
 }

@@ -1,0 +1,547 @@
+//! The whole platform with real guests: all-in-one (keystone, region,
+//! scheduler, glance) plus `cloudpods host` running QEMU (TCG when KVM is
+//! not usable). The test image from `scripts/build-test-image` is uploaded
+//! to glance, a network created, and `climc server-create --auto-start`
+//! boots a guest whose serial console shows the marker, the hostname from
+//! the API and the IP the region allocated.
+//!
+//! Needs root (bridges, taps, nftables) and QEMU (scripts/test-deps);
+//! skipped with a message otherwise. Each test has its own bridge and
+//! nftables table, removed by a guard even when it fails.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+fn can_run() -> bool {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false);
+    let qemu = Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !root || !qemu {
+        eprintln!("skipped: needs root and qemu-system-x86_64 (scripts/test-deps)");
+    }
+    root && qemu
+}
+
+fn test_image() -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/build-test-image");
+    let out = Command::new(script).output().expect("build-test-image");
+    assert!(
+        out.status.success(),
+        "build-test-image: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+fn rand16() -> u16 {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    ((n >> 8) as u16) ^ (std::process::id() as u16)
+}
+
+/// A real host agent process; on drop it is killed, and its guests, taps,
+/// bridge and nftables table are removed.
+struct RealHost {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    host_id: String,
+    manager_uri: String,
+    bridge: String,
+    table: String,
+}
+
+impl RealHost {
+    fn start(p: &Platform, wire: &str, ping_seconds: u64) -> RealHost {
+        let dir = tempfile::Builder::new().prefix("cph").tempdir().unwrap();
+        let tag = rand16();
+        let bridge = format!("cpbr{tag:04x}");
+        let table = format!("cpt{tag:04x}");
+        let args: Vec<String> = vec![
+            "--data-dir".into(),
+            dir.path().join("d").display().to_string(),
+            "--log".into(),
+            "info".into(),
+            "host".into(),
+            "--port".into(),
+            "0".into(),
+            "--name".into(),
+            format!("qemu-host-{tag:04x}"),
+            "--zone".into(),
+            "zone0".into(),
+            "--wire".into(),
+            format!("{wire}:{bridge}"),
+            "--nft-table".into(),
+            table.clone(),
+            "--storage-gb".into(),
+            "64".into(),
+            "--ping-seconds".into(),
+            ping_seconds.to_string(),
+            "--ready-file".into(),
+            dir.path().join("ready.json").display().to_string(),
+        ];
+        let mut env = p.climc_env();
+        env.push(("OS_ENDPOINT_TYPE".into(), "public".into()));
+        let mut h = RealHost {
+            child: None,
+            dir,
+            args,
+            env,
+            host_id: String::new(),
+            manager_uri: String::new(),
+            bridge,
+            table,
+        };
+        h.spawn();
+        h
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("d")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("host.log")).unwrap_or_default()
+    }
+
+    fn spawn(&mut self) {
+        let ready = self.dir.path().join("ready.json");
+        let _ = std::fs::remove_file(&ready);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("host.log"))
+            .unwrap();
+        let child = Command::new(cloudpods_bin())
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start cloudpods host");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(t) = std::fs::read_to_string(&ready)
+                && let Ok(v) = serde_json::from_str::<Value>(&t)
+            {
+                self.host_id = v["host_id"].as_str().unwrap_or_default().into();
+                self.manager_uri = v["manager_uri"].as_str().unwrap_or_default().into();
+                return;
+            }
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(st)) = c.try_wait()
+            {
+                panic!("host agent exited ({st}):\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("host agent did not register:\n{}", self.log());
+    }
+
+    /// SIGKILL the agent (its guests keep running).
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn serial(&self, guest: &str) -> String {
+        std::fs::read_to_string(self.data().join("servers").join(guest).join("serial.log"))
+            .unwrap_or_default()
+    }
+
+    async fn wait_serial(&self, guest: &str, needle: &str, secs: u64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let s = self.serial(guest);
+            if s.contains(needle) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{needle:?} not on the console of {guest}:\n{s}\nagent log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn qemu_pid(&self, guest: &str) -> Option<i32> {
+        let t = std::fs::read_to_string(self.data().join("servers").join(guest).join("qemu.pid"))
+            .ok()?;
+        let pid: i32 = t.trim().parse().ok()?;
+        Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+    }
+
+    fn qemu_count(&self) -> usize {
+        procs_matching(&self.data().display().to_string(), "qemu-system")
+    }
+}
+
+fn procs_matching(needle: &str, prefix: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            cmd.starts_with(prefix) && cmd.contains(needle)
+        })
+        .count()
+}
+
+impl Drop for RealHost {
+    fn drop(&mut self) {
+        self.kill();
+        let needle = self.dir.path().display().to_string();
+        if let Ok(rd) = std::fs::read_dir("/proc") {
+            for e in rd.flatten() {
+                let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+                if String::from_utf8_lossy(&cmd).contains(&needle)
+                    && let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>()
+                {
+                    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                }
+            }
+        }
+        if let Ok(rd) = std::fs::read_dir(self.data().join("servers")) {
+            for g in rd.flatten() {
+                let id = g.file_name().to_string_lossy().into_owned();
+                for i in 0..8 {
+                    let tap = cloudpods_host::net::tap_name(&id, i);
+                    if Path::new(&format!("/sys/class/net/{tap}")).exists() {
+                        let _ = Command::new("ip").args(["link", "del", &tap]).status();
+                    }
+                }
+            }
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("nft")
+            .args(["delete", "table", "bridge", &self.table])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn link_exists(name: &str) -> bool {
+    Path::new(&format!("/sys/class/net/{name}")).exists()
+}
+
+struct Cloud {
+    p: Platform,
+    admin: Api,
+    image_id: String,
+    /// `10.x.y` of the test network.
+    prefix: String,
+}
+
+/// All-in-one, the test image in glance, and a network on `wire0`.
+async fn cloud() -> Cloud {
+    let p = Platform::start();
+    let admin = p.admin().await;
+    let image = test_image();
+    let (ok, out, err) = p.climc(&[
+        "image-upload",
+        "cirrus-test",
+        &image.display().to_string(),
+        "--format",
+        "qcow2",
+        "--wait",
+        "--no-progress",
+    ]);
+    assert!(ok, "image-upload: {out} {err}\n{}", p.log());
+    let g = p.service_url("glance");
+    let g = g.trim_end_matches('/').trim_end_matches("/v1");
+    let list = admin.get(&format!("{g}/v1/images?name=cirrus-test")).await;
+    let image_id = list.body["images"][0]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("uploaded image not listed: {list:?}"))
+        .to_string();
+    let r = p.region_url();
+    let tag = rand16();
+    let prefix = format!("10.{}.{}", 100 + (tag >> 8) % 100, tag & 0xff);
+    for (url, body) in [
+        (format!("{r}/zones"), json!({"zone": {"name": "zone0"}})),
+        (
+            format!("{r}/wires"),
+            json!({"wire": {"name": "wire0", "zone": "zone0"}}),
+        ),
+        (
+            format!("{r}/networks"),
+            json!({"network": {"name": "net0", "wire": "wire0",
+                   "guest_ip_start": format!("{prefix}.10"), "guest_ip_end": format!("{prefix}.200"),
+                   "guest_ip_mask": 24, "guest_gateway": format!("{prefix}.1"),
+                   "is_public": true, "public_scope": "system"}}),
+        ),
+    ] {
+        let resp = admin.post(&url, body).await;
+        assert_eq!(resp.status, 200, "{url}: {resp:?}");
+    }
+    Cloud {
+        p,
+        admin,
+        image_id,
+        prefix,
+    }
+}
+
+impl Cloud {
+    async fn server_id(&self, name: &str) -> String {
+        let r = self
+            .admin
+            .get(&format!("{}/servers/{name}", self.p.region_url()))
+            .await;
+        assert_eq!(r.status, 200, "{r:?}");
+        r.body["server"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    async fn wait_status(&self, id: &str, want: &str, secs: u64) -> Value {
+        let url = format!("{}/servers/{id}", self.p.region_url());
+        wait_until(&self.admin, &url, secs, |v| v["server"]["status"] == want).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn climc_server_create_boots_a_networked_guest_and_delete_leaves_nothing() {
+    if !can_run() {
+        return;
+    }
+    let c = cloud().await;
+    let h = RealHost::start(&c.p, "wire0", 2);
+    let disk = format!("1g:{}", c.image_id);
+    let (ok, out, err) = c.p.climc(&[
+        "server-create",
+        "vm-e2e",
+        "--disk",
+        &disk,
+        "--net",
+        "net0",
+        "--mem-spec",
+        "256",
+        "--ncpu",
+        "1",
+        "--hostname",
+        "vm-e2e-host",
+        "--auto-start",
+    ]);
+    assert!(ok, "server-create: {out} {err}");
+    let id = c.server_id("vm-e2e").await;
+    let v = c.wait_status(&id, "running", 120).await;
+    let ip = v["server"]["ips"].as_str().unwrap_or_default().to_string();
+    assert!(ip.starts_with(&c.prefix), "allocated IP {ip:?}; server {v}");
+    h.wait_serial(&id, "CLOUDPODS-GUEST-BOOTED", 120).await;
+    let serial = h.wait_serial(&id, "CLOUDPODS-READY", 60).await;
+    assert!(
+        serial.contains("CLOUDPODS-HOSTNAME=vm-e2e-host"),
+        "{serial}"
+    );
+    assert!(
+        serial.contains(&format!("CLOUDPODS-IP={ip}\n"))
+            || serial.contains(&format!("CLOUDPODS-IP={ip}\r")),
+        "{serial}"
+    );
+
+    // VNC through the region.
+    let vnc = c
+        .admin
+        .get(&format!("{}/servers/{id}/vnc", c.p.region_url()))
+        .await;
+    assert_eq!(vnc.status, 200, "{vnc:?}");
+
+    // Stop, start, restart.
+    let (ok, out, err) = c.p.climc(&["server-stop", &id]);
+    assert!(ok, "{out} {err}");
+    c.wait_status(&id, "ready", 60).await;
+    assert!(h.qemu_pid(&id).is_none());
+    let (ok, out, err) = c.p.climc(&["server-start", &id]);
+    assert!(ok, "{out} {err}");
+    c.wait_status(&id, "running", 60).await;
+    h.wait_serial(&id, "CLOUDPODS-READY", 120).await;
+    let (ok, out, err) = c.p.climc(&["server-restart", &id]);
+    assert!(ok, "{out} {err}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.wait_status(&id, "running", 90).await;
+    h.wait_serial(&id, "CLOUDPODS-READY", 120).await;
+
+    // Delete: no QEMU, tap, disk file, lease left.
+    let (ok, out, err) = c.p.climc(&["server-delete", &id]);
+    assert!(ok, "{out} {err}");
+    let url = format!("{}/servers/{id}", c.p.region_url());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while c.admin.get(&url).await.status != 404 {
+        assert!(Instant::now() < deadline, "server not deleted");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(h.qemu_count(), 0, "QEMU left");
+    assert!(
+        !link_exists(&cloudpods_host::net::tap_name(&id, 0)),
+        "tap left"
+    );
+    let disks: Vec<_> = std::fs::read_dir(h.data().join("disks"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "qcow2"))
+        .collect();
+    assert!(disks.is_empty(), "disk files left: {disks:?}");
+    assert!(!h.data().join("servers").join(&id).exists());
+    assert!(
+        !h.data().join("net/bridges").join(&h.bridge).exists(),
+        "dnsmasq leases left"
+    );
+    assert_eq!(
+        procs_matching(&h.data().display().to_string(), "dnsmasq"),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn five_guests_at_once_download_the_image_once() {
+    if !can_run() {
+        return;
+    }
+    let c = cloud().await;
+    let h = RealHost::start(&c.p, "wire0", 2);
+    let disk = format!("1g:{}", c.image_id);
+    let (ok, out, err) = c.p.climc(&[
+        "server-create",
+        "vm-five-#",
+        "--count",
+        "5",
+        "--disk",
+        &disk,
+        "--net",
+        "net0",
+        "--mem-spec",
+        "256",
+        "--auto-start",
+    ]);
+    assert!(ok, "server-create: {out} {err}");
+    let list = c
+        .admin
+        .get(&format!(
+            "{}/servers?search=vm-five&limit=10",
+            c.p.region_url()
+        ))
+        .await;
+    let ids: Vec<String> = list.body["servers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|s| s["id"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(ids.len(), 5, "{list:?}");
+    for id in &ids {
+        c.wait_status(id, "running", 180).await;
+    }
+    for id in &ids {
+        h.wait_serial(id, "CLOUDPODS-READY", 240).await;
+    }
+    let cache: Value = reqwest::get(format!("{}/disks/image_cache", h.manager_uri))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cache["downloads"], 1, "{cache}");
+    assert_eq!(cache["images"].as_array().map(Vec::len), Some(1), "{cache}");
+    // Every guest got its own allocated address.
+    let mut ips = Vec::new();
+    for id in &ids {
+        let s = h.serial(id);
+        let ip = s
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("CLOUDPODS-IP="))
+            .unwrap_or("none")
+            .to_string();
+        assert!(ip.starts_with(&c.prefix), "{id}: {s}");
+        ips.push(ip);
+    }
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 5);
+    for id in &ids {
+        let (ok, out, err) = c.p.climc(&["server-delete", id]);
+        assert!(ok, "{out} {err}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while h.qemu_count() > 0 {
+        assert!(Instant::now() < deadline, "QEMUs left");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn agent_restart_keeps_guests_and_a_killed_qemu_shows_stopped() {
+    if !can_run() {
+        return;
+    }
+    let c = cloud().await;
+    let mut h = RealHost::start(&c.p, "wire0", 2);
+    let disk = format!("1g:{}", c.image_id);
+    let (ok, out, err) = c.p.climc(&[
+        "server-create",
+        "vm-keep",
+        "--disk",
+        &disk,
+        "--net",
+        "net0",
+        "--mem-spec",
+        "256",
+        "--auto-start",
+    ]);
+    assert!(ok, "{out} {err}");
+    let id = c.server_id("vm-keep").await;
+    c.wait_status(&id, "running", 120).await;
+    let pid = h.qemu_pid(&id).expect("QEMU runs");
+
+    // Kill the agent: the guest keeps running; a new agent adopts it.
+    h.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        Path::new(&format!("/proc/{pid}")).exists(),
+        "guest died with the agent"
+    );
+    h.spawn();
+    let (ok, out, err) = c.p.climc(&["server-syncstatus", &id]);
+    assert!(ok, "{out} {err}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    c.wait_status(&id, "running", 30).await;
+    assert_eq!(h.qemu_pid(&id), Some(pid));
+
+    // Kill the guest's QEMU: the region shows it stopped within a
+    // heartbeat (2 s here) plus the sync.
+    Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    let t = Instant::now();
+    c.wait_status(&id, "ready", 15).await;
+    eprintln!("killed QEMU seen as ready after {:?}", t.elapsed());
+    let (ok, out, err) = c.p.climc(&["server-delete", &id]);
+    assert!(ok, "{out} {err}");
+}

@@ -1,0 +1,586 @@
+//! The QEMU driver through the agent's HTTP API, with real guests (TCG when
+//! KVM is not usable): the test image from `scripts/build-test-image` is
+//! served by a glance-like HTTP server, cached, used as a backing file, and
+//! booted to its marker with the hostname from the seed and the IP handed
+//! out by the agent's DHCP.
+//!
+//! Needs root (bridges, taps, nftables) and QEMU; skipped with a message
+//! otherwise. Each test uses its own bridge, nftables table and data dir,
+//! and a guard removes them and kills its QEMUs even when it fails.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path as AxPath, State};
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use cloudpods_host::Driver;
+use cloudpods_host::imagecache::{ImageCache, UrlSource};
+use cloudpods_host::qemu::{QemuDriver, QemuOptions};
+use serde_json::{Value, json};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The test image (built once, cached).
+fn test_image() -> PathBuf {
+    let out = Command::new(repo_root().join("scripts/build-test-image"))
+        .output()
+        .expect("run scripts/build-test-image");
+    assert!(
+        out.status.success(),
+        "build-test-image failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn can_run() -> bool {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false);
+    let qemu = Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !root || !qemu {
+        eprintln!("skipped: needs root and qemu-system-x86_64 (scripts/test-deps)");
+    }
+    root && qemu
+}
+
+/// Removes what a test made, even when it panics.
+struct Guard {
+    dir: PathBuf,
+    bridge: String,
+    table: String,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        // QEMUs and dnsmasqs started for this test carry its dir in their
+        // command line.
+        if let Ok(rd) = std::fs::read_dir("/proc") {
+            for e in rd.flatten() {
+                let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                    continue;
+                };
+                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let cmd = String::from_utf8_lossy(&cmd);
+                if cmd.contains(&self.dir.display().to_string()) && pid != std::process::id() as i32
+                {
+                    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                }
+            }
+        }
+        // Taps of this test's guests, then its bridge.
+        if let Ok(rd) = std::fs::read_dir(self.dir.join("d/servers")) {
+            for g in rd.flatten() {
+                let id = g.file_name().to_string_lossy().into_owned();
+                for i in 0..8 {
+                    let tap = cloudpods_host::net::tap_name(&id, i);
+                    if Path::new(&format!("/sys/class/net/{tap}")).exists() {
+                        let _ = Command::new("ip").args(["link", "del", &tap]).status();
+                    }
+                }
+            }
+        }
+        if Path::new(&format!("/sys/class/net/{}", self.bridge)).exists() {
+            let _ = Command::new("ip")
+                .args(["link", "del", &self.bridge])
+                .status();
+        }
+        let _ = Command::new("nft")
+            .args(["delete", "table", "bridge", &self.table])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+struct Glance {
+    url: String,
+    gets: Arc<AtomicU64>,
+}
+
+/// A glance v1 look-alike serving files: `GET|HEAD /images/{id}`.
+async fn glance(images: Vec<(String, PathBuf)>) -> Glance {
+    #[derive(Clone)]
+    struct St {
+        images: Arc<Vec<(String, PathBuf, String)>>,
+        gets: Arc<AtomicU64>,
+    }
+    let images: Vec<(String, PathBuf, String)> = images
+        .into_iter()
+        .map(|(id, p)| {
+            let out = Command::new("md5sum").arg(&p).output().expect("md5sum");
+            let sum = String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            (id, p, sum)
+        })
+        .collect();
+    let gets = Arc::new(AtomicU64::new(0));
+    let st = St {
+        images: Arc::new(images),
+        gets: gets.clone(),
+    };
+    async fn serve(
+        State(st): State<St>,
+        method: axum::http::Method,
+        AxPath(id): AxPath<String>,
+    ) -> axum::response::Response {
+        let Some((id, path, sum)) = st.images.iter().find(|(i, _, _)| *i == id).cloned() else {
+            return (axum::http::StatusCode::NOT_FOUND, "no such image").into_response();
+        };
+        let mut h = HeaderMap::new();
+        h.insert("x-image-meta-id", id.parse().unwrap());
+        h.insert("x-image-meta-name", id.parse().unwrap());
+        h.insert("x-image-meta-checksum", sum.parse().unwrap());
+        if method == axum::http::Method::HEAD {
+            return (h, "").into_response();
+        }
+        st.gets.fetch_add(1, Ordering::SeqCst);
+        let data = tokio::fs::read(&path).await.unwrap_or_default();
+        (h, data).into_response()
+    }
+    let app = axum::Router::new()
+        .route("/images/{id}", axum::routing::get(serve).head(serve))
+        .with_state(st);
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await });
+    Glance { url, gets }
+}
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    _guard: Guard,
+    data: PathBuf,
+    driver: Arc<QemuDriver>,
+    agent: String,
+    http: reqwest::Client,
+    bridge: String,
+    /// `10.x.y` of this test's network.
+    prefix: String,
+    glance: Glance,
+    storage_mb: i64,
+}
+
+async fn env(tag: &str) -> Env {
+    cloudpods_sdk::init_tls();
+    let tmp = tempfile::Builder::new().prefix("cph").tempdir().unwrap();
+    let data = tmp.path().join("d");
+    let n: u32 = rand_u32();
+    let table = format!("cp{:04x}{tag}", n & 0xffff);
+    let bridge = format!("cpbr{:04x}{tag}", n & 0xffff);
+    let guard = Guard {
+        dir: tmp.path().to_path_buf(),
+        bridge: bridge.clone(),
+        table: table.clone(),
+    };
+    let image = test_image();
+    let broken = tmp.path().join("broken.qcow2");
+    assert!(
+        Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(&broken)
+            .arg("32M")
+            .status()
+            .unwrap()
+            .success()
+    );
+    let glance = glance(vec![("testimg".into(), image), ("blank".into(), broken)]).await;
+    let images = Arc::new(ImageCache::new(
+        data.join("image_cache"),
+        Some(Arc::new(UrlSource {
+            base: glance.url.clone(),
+            http: reqwest::Client::new(),
+        })),
+    ));
+    let mut opts = QemuOptions::new(data.clone());
+    opts.storage_mb = 20 * 1024;
+    opts.nft_table = table;
+    let storage_mb = opts.storage_mb;
+    let driver = Arc::new(QemuDriver::new(opts, images).unwrap());
+    let agent = serve_agent(driver.clone()).await;
+    Env {
+        _tmp: tmp,
+        _guard: guard,
+        data,
+        driver,
+        agent,
+        http: reqwest::Client::new(),
+        bridge,
+        prefix: format!("10.{}.{}", 100 + (n >> 16) % 100, (n >> 8) % 250),
+        glance,
+        storage_mb,
+    }
+}
+
+async fn serve_agent(driver: Arc<QemuDriver>) -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let d: Arc<dyn Driver> = driver;
+    tokio::spawn(async move { axum::serve(l, cloudpods_host::agent::router(d)).await });
+    url
+}
+
+fn rand_u32() -> u32 {
+    let mut b = [0u8; 4];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut b);
+    }
+    u32::from_le_bytes(b)
+}
+
+impl Env {
+    /// A synchronous agent call: (status, body).
+    async fn call(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.agent))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn ok(&self, path: &str, body: Value) -> Value {
+        let (st, v) = self.call(path, body).await;
+        assert_eq!(st, 200, "{path}: {v}");
+        v
+    }
+
+    fn desc(&self, id: &str, name: &str, disk: &str, mac: &str, host: u8) -> Value {
+        json!({
+            "uuid": id, "name": name, "hostname": name, "cpu": 1, "mem": 256,
+            "nics": [{"index": 0, "mac": mac, "ip": format!("{}.{host}", self.prefix),
+                      "masklen": 24, "gateway": format!("{}.1", self.prefix), "dns": "",
+                      "bridge": self.bridge, "bw": 100, "driver": "virtio"}],
+            "disks": [{"disk_id": disk, "index": 0, "format": "qcow2",
+                       "path": self.data.join("disks").join(format!("{disk}.qcow2")),
+                       "driver": "virtio", "boot_index": 0}],
+            "secgroup_rules": [{"direction": "in", "protocol": "tcp", "ports": "22", "cidr": "0.0.0.0/0", "action": "allow", "priority": 50}],
+            "src_ip_check": true, "src_mac_check": true
+        })
+    }
+
+    fn serial(&self, id: &str) -> String {
+        std::fs::read_to_string(self.driver.paths(id).serial()).unwrap_or_default()
+    }
+
+    async fn wait_serial(&self, id: &str, needle: &str, secs: u64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let s = self.serial(id);
+            if s.contains(needle) {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let qlog =
+                    std::fs::read_to_string(self.driver.paths(id).qemu_log()).unwrap_or_default();
+                panic!(
+                    "{needle:?} not on the serial console of {id} after {secs}s:\n{s}\nqemu.log: {qlog}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn status(&self, id: &str) -> String {
+        let r = self
+            .http
+            .get(format!("{}/servers/{id}/status", self.agent))
+            .send()
+            .await
+            .unwrap();
+        let v: Value = r.json().await.unwrap();
+        v["status"].as_str().unwrap_or_default().to_string()
+    }
+}
+
+fn link_exists(name: &str) -> bool {
+    Path::new(&format!("/sys/class/net/{name}")).exists()
+}
+
+fn qemu_pids_under(dir: &Path) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            cmd.starts_with("qemu-system") && cmd.contains(&dir.display().to_string())
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn guest_lifecycle_boots_networked_and_leaves_nothing() {
+    if !can_run() {
+        return;
+    }
+    let e = env("a").await;
+    let id = "6f1c2a9e-0b7d-4b36-8a55-000000000001";
+    let disk = "d0000001";
+    let mac = "00:22:6f:00:00:01";
+
+    let v = e
+        .ok(
+            &format!("/disks/st/create/{disk}"),
+            json!({"disk": {"size": 64, "image_id": "testimg", "disk_type": "sys"}}),
+        )
+        .await;
+    assert!(v["disk_path"].as_str().unwrap().ends_with(".qcow2"), "{v}");
+    let desc = e.desc(id, "vm-alpha", disk, mac, 10);
+    e.ok(
+        &format!("/servers/{id}/deploy"),
+        json!({"desc": desc, "params": {"hostname": "vm-alpha", "password": "Passw0rd!"}}),
+    )
+    .await;
+    assert_eq!(e.status(id).await, "ready");
+    let t0 = Instant::now();
+    let v = e
+        .ok(&format!("/servers/{id}/start"), json!({"desc": desc}))
+        .await;
+    assert_eq!(v["status"], "running");
+    let started = t0.elapsed();
+    e.wait_serial(id, "CLOUDPODS-GUEST-BOOTED", 120).await;
+    let booted = t0.elapsed();
+    let serial = e.wait_serial(id, "CLOUDPODS-READY", 60).await;
+    eprintln!("start answered in {started:?}, marker after {booted:?}");
+    assert!(serial.contains("CLOUDPODS-HOSTNAME=vm-alpha"), "{serial}");
+    let want_ip = format!("CLOUDPODS-IP={}.10", e.prefix);
+    assert!(serial.contains(&want_ip), "{serial}");
+    assert_eq!(e.status(id).await, "running");
+    let tap = cloudpods_host::net::tap_name(id, 0);
+    assert!(link_exists(&tap) && link_exists(&e.bridge));
+
+    // VNC answers with the RFB greeting.
+    let vnc: Value = e
+        .http
+        .get(format!("{}/servers/{id}/vnc", e.agent))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let port = vnc["port"].as_u64().unwrap() as u16;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut buf = [0u8; 12];
+    tokio::io::AsyncReadExt::read_exact(&mut s, &mut buf)
+        .await
+        .unwrap();
+    assert!(buf.starts_with(b"RFB "), "{buf:?}");
+    drop(s);
+
+    // Graceful stop: the guest powers off on the ACPI button.
+    let t = Instant::now();
+    let v = e
+        .ok(
+            &format!("/servers/{id}/stop"),
+            json!({"is_force": false, "timeout": 30}),
+        )
+        .await;
+    assert_eq!(v["status"], "ready");
+    assert!(
+        e.serial(id).contains("CLOUDPODS-POWEROFF"),
+        "not an ACPI stop: {}",
+        e.serial(id)
+    );
+    eprintln!("ACPI stop took {:?}", t.elapsed());
+    assert_eq!(e.status(id).await, "ready");
+    assert!(!link_exists(&tap), "tap left after stop");
+
+    // Start again, reset, then delete everything.
+    e.ok(&format!("/servers/{id}/start"), json!({"desc": desc}))
+        .await;
+    e.wait_serial(id, "CLOUDPODS-READY", 120).await;
+    e.ok(&format!("/servers/{id}/reset"), json!({})).await;
+    assert_eq!(e.status(id).await, "running");
+
+    e.ok(&format!("/servers/{id}/delete"), json!({})).await;
+    e.ok(&format!("/disks/st/delete/{disk}"), json!({})).await;
+    assert_eq!(e.status(id).await, "notfound");
+    assert_eq!(qemu_pids_under(&e.data), 0, "QEMU left behind");
+    assert!(!link_exists(&tap), "tap left behind");
+    assert!(!link_exists(&e.bridge), "bridge left behind");
+    assert!(!e.data.join("disks").join(format!("{disk}.qcow2")).exists());
+    assert!(!e.driver.paths(id).dir.exists());
+    assert!(
+        !e.data.join("net/bridges").join(&e.bridge).exists(),
+        "dnsmasq state (leases) left behind"
+    );
+    let nft = Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&nft.stdout).contains(&e._guard.table));
+    assert_eq!(e.glance.gets.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_inputs_fail_with_the_reason_and_leave_nothing() {
+    if !can_run() {
+        return;
+    }
+    let e = env("b").await;
+    // Not bootable.
+    let (st, v) = e
+        .call(
+            "/disks/st/create/dblank",
+            json!({"disk": {"size": 64, "image_id": "blank", "disk_type": "sys"}}),
+        )
+        .await;
+    assert_eq!(st, 400, "{v}");
+    assert!(
+        v["details"].as_str().unwrap().contains("not bootable"),
+        "{v}"
+    );
+    assert!(!e.data.join("disks/dblank.qcow2").exists());
+
+    // Larger than the storage.
+    let (st, v) = e
+        .call(
+            "/disks/st/create/dhuge",
+            json!({"disk": {"size": e.storage_mb + 1}}),
+        )
+        .await;
+    assert_eq!(st, 400);
+    assert!(
+        v["details"]
+            .as_str()
+            .unwrap()
+            .contains("larger than the storage"),
+        "{v}"
+    );
+    assert!(!e.data.join("disks/dhuge.qcow2").exists());
+
+    // Unknown guest.
+    let (st, v) = e.call("/servers/nosuch/start", json!({})).await;
+    assert_eq!(st, 400);
+    assert!(
+        v["details"].as_str().unwrap().contains("not on this host"),
+        "{v}"
+    );
+
+    // QEMU refusing a CPU model: QEMU's own words, no tap left.
+    e.ok(
+        "/disks/st/create/dcpu",
+        json!({"disk": {"size": 64, "image_id": "testimg"}}),
+    )
+    .await;
+    let id = "6f1c2a9e-0b7d-4b36-8a55-0000000000b1";
+    let mut desc = e.desc(id, "vm-cpu", "dcpu", "00:22:6f:00:00:b1", 11);
+    desc["cpu_model"] = json!("no-such-cpu");
+    e.ok(
+        &format!("/servers/{id}/deploy"),
+        json!({"desc": desc, "params": {}}),
+    )
+    .await;
+    let (st, v) = e
+        .call(&format!("/servers/{id}/start"), json!({"desc": desc}))
+        .await;
+    assert_eq!(st, 400, "{v}");
+    let reason = v["details"].as_str().unwrap();
+    assert!(
+        reason.contains("no-such-cpu") && reason.contains("qemu-system"),
+        "{reason}"
+    );
+    assert!(!link_exists(&cloudpods_host::net::tap_name(id, 0)));
+    assert!(!link_exists(&e.bridge), "bridge left after failed start");
+    assert_eq!(qemu_pids_under(&e.data), 0);
+    assert_eq!(e.status(id).await, "ready");
+
+    // A MAC another guest of this host has.
+    let id2 = "6f1c2a9e-0b7d-4b36-8a55-0000000000b2";
+    let desc2 = e.desc(id2, "vm-mac", "dcpu", "00:22:6f:00:00:b1", 12);
+    let (st, v) = e
+        .call(
+            &format!("/servers/{id2}/deploy"),
+            json!({"desc": desc2, "params": {}}),
+        )
+        .await;
+    assert_eq!(st, 400);
+    assert!(
+        v["details"]
+            .as_str()
+            .unwrap()
+            .contains("already used by guest"),
+        "{v}"
+    );
+    assert!(!e.driver.paths(id2).dir.exists());
+
+    e.ok(&format!("/servers/{id}/delete"), json!({})).await;
+    e.ok("/disks/st/delete/dcpu", json!({})).await;
+    assert!(!e.driver.paths(id).dir.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn guests_survive_an_agent_restart_and_a_killed_qemu_is_noticed() {
+    if !can_run() {
+        return;
+    }
+    let e = env("c").await;
+    let id = "6f1c2a9e-0b7d-4b36-8a55-0000000000c1";
+    e.ok(
+        "/disks/st/create/dc1",
+        json!({"disk": {"size": 64, "image_id": "testimg"}}),
+    )
+    .await;
+    let desc = e.desc(id, "vm-c", "dc1", "00:22:6f:00:00:c1", 20);
+    e.ok(
+        &format!("/servers/{id}/deploy"),
+        json!({"desc": desc, "params": {}}),
+    )
+    .await;
+    e.ok(&format!("/servers/{id}/start"), json!({"desc": desc}))
+        .await;
+    assert!(e.driver.changed().await.is_empty());
+
+    // A second driver over the same data dir (the agent restarted).
+    let mut opts = QemuOptions::new(e.data.clone());
+    opts.nft_table = e._guard.table.clone();
+    let images = e.driver.images().clone();
+    let again = Arc::new(QemuDriver::new(opts, images).unwrap());
+    assert_eq!(again.status(id).await, "running");
+    assert_eq!(
+        again.guests().await,
+        vec![(id.to_string(), "running".to_string())]
+    );
+
+    // Killing QEMU: the next poll reports it, the tap goes.
+    let pid = again.running_pid(id).unwrap();
+    Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let changes = loop {
+        let c = again.changed().await;
+        if !c.is_empty() || Instant::now() > deadline {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(changes, vec![(id.to_string(), "ready".to_string())]);
+    assert!(!link_exists(&cloudpods_host::net::tap_name(id, 0)));
+    again.delete(id).await.unwrap();
+    again.disk_delete("st", "dc1").await.unwrap();
+    assert!(!link_exists(&e.bridge));
+}
