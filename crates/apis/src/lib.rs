@@ -7,6 +7,7 @@ pub mod compute;
 pub mod error;
 pub mod filter;
 pub mod identity;
+pub mod image;
 pub mod lenient;
 pub mod querystring;
 pub mod scheduler;

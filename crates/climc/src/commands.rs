@@ -54,6 +54,8 @@ pub fn resources() -> impl Iterator<Item = &'static Resource> {
         .chain(crate::compute_infra::RESOURCES.iter())
         .chain(crate::compute_virt::RESOURCES.iter())
         .chain(crate::compute_servers::RESOURCES.iter())
+        .chain(crate::cloud::RESOURCES.iter())
+        .chain(crate::image::RESOURCES.iter())
 }
 
 /// Every hand-written command.
@@ -63,6 +65,9 @@ pub fn custom_commands() -> impl Iterator<Item = &'static CustomCmd> {
         .chain(crate::compute_infra::COMMANDS.iter())
         .chain(crate::compute_virt::COMMANDS.iter())
         .chain(crate::compute_servers::COMMANDS.iter())
+        .chain(crate::cloud::COMMANDS.iter())
+        .chain(crate::scheduler::COMMANDS.iter())
+        .chain(crate::image::COMMANDS.iter())
 }
 
 /// "a user", "an endpoint".

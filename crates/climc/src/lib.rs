@@ -25,12 +25,15 @@
 //! which replace generated commands of the same name.
 
 pub mod cli;
+pub mod cloud;
 pub mod commands;
 pub mod compute_infra;
 pub mod compute_servers;
 pub mod compute_virt;
 pub mod identity;
+pub mod image;
 pub mod output;
+pub mod scheduler;
 pub mod spec;
 pub mod wait;
 

@@ -631,7 +631,11 @@ pub async fn region(args: RegionArgs) -> anyhow::Result<()> {
     results.insert("task_step_transitions_per_s".into(), json!(transitions));
     let _ = args.steps;
     started.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
+    if std::env::var_os("CLOUDPODS_BENCH_KEEP").is_some() {
+        println!("kept {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     if let Some(path) = args.json {
         std::fs::write(
             &path,

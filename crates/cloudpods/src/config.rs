@@ -28,6 +28,8 @@ pub struct Config {
     pub log: String,
     pub keystone: KeystoneConfig,
     pub region: RegionConfig,
+    pub scheduler: SchedulerConfig,
+    pub glance: GlanceConfig,
     /// Where a stand-alone service finds keystone and its credentials.
     pub auth: AuthConfig,
 }
@@ -53,6 +55,12 @@ pub struct RegionConfig {
     pub pending_delete_expire_seconds: u64,
     /// Largest `count` of one create.
     pub max_batch: i64,
+    /// Key encrypting cloud account secrets at rest (64 hex digits, or a
+    /// passphrase). Empty = `<data_dir>/cloud-secret.key`, generated on
+    /// first start. Every region process of a deployment needs the same key.
+    pub cloud_secret_key: String,
+    /// Cloud accounts synced at the same time.
+    pub cloud_sync_workers: usize,
 }
 
 impl Default for RegionConfig {
@@ -67,6 +75,110 @@ impl Default for RegionConfig {
             enable_pending_delete: false,
             pending_delete_expire_seconds: 3 * 24 * 3600,
             max_batch: 1000,
+            cloud_secret_key: String::new(),
+            cloud_sync_workers: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SchedulerConfig {
+    pub port: u16,
+    /// `spread` (fill the emptiest hosts first) or `pack`.
+    pub policy: String,
+    /// Seconds between full rebuilds of the candidate cache (changes the
+    /// region makes are picked up at once through notifications).
+    pub refresh_seconds: u64,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            port: 30887,
+            policy: "spread".into(),
+            refresh_seconds: 30,
+        }
+    }
+}
+
+/// A list given as a TOML array or as one comma-separated string (the
+/// form environment variables and Cloudpods' options use).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum StrList {
+    List(Vec<String>),
+    Csv(String),
+}
+
+impl Default for StrList {
+    fn default() -> Self {
+        StrList::List(Vec::new())
+    }
+}
+
+impl StrList {
+    pub fn items(&self) -> Vec<String> {
+        let v: Vec<String> = match self {
+            StrList::List(v) => v.clone(),
+            StrList::Csv(s) => s.split(',').map(str::to_string).collect(),
+        };
+        v.into_iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GlanceConfig {
+    pub port: u16,
+    /// Image files (and S3 staging); empty = `<data_dir>/images`.
+    pub images_dir: PathBuf,
+    /// `local` or `s3`.
+    pub storage: String,
+    /// S3 endpoint (path-style), e.g. `http://127.0.0.1:9000`.
+    pub s3_endpoint: String,
+    pub s3_bucket: String,
+    pub s3_access_key: String,
+    pub s3_secret_key: String,
+    pub s3_region: String,
+    /// Sub-formats produced for every image (`qcow2,raw,vmdk,vhd`).
+    pub target_image_formats: StrList,
+    /// Images per project (0 = unlimited).
+    pub image_quota: i64,
+    /// Deleted images go to the recycle bin first.
+    pub enable_pending_delete: bool,
+    pub pending_delete_expire_seconds: u64,
+    /// Internal networks `copy_from` may fetch from (CIDRs).
+    pub copy_from_allow_cidrs: StrList,
+    /// Largest image accepted, in MB (0 = unlimited).
+    pub max_image_size_mb: u64,
+    pub qemu_img: String,
+    /// Images probed/converted at once.
+    pub convert_workers: usize,
+}
+
+impl Default for GlanceConfig {
+    fn default() -> Self {
+        GlanceConfig {
+            port: 30292,
+            images_dir: PathBuf::new(),
+            storage: "local".into(),
+            s3_endpoint: String::new(),
+            s3_bucket: "cloudpods-images".into(),
+            s3_access_key: String::new(),
+            s3_secret_key: String::new(),
+            s3_region: "us-east-1".into(),
+            target_image_formats: StrList::default(),
+            image_quota: 10,
+            enable_pending_delete: false,
+            pending_delete_expire_seconds: 3 * 24 * 3600,
+            copy_from_allow_cidrs: StrList::default(),
+            max_image_size_mb: 0,
+            qemu_img: "qemu-img".into(),
+            convert_workers: 2,
         }
     }
 }
@@ -107,6 +219,8 @@ impl Default for Config {
             log: "info".into(),
             keystone: KeystoneConfig::default(),
             region: RegionConfig::default(),
+            scheduler: SchedulerConfig::default(),
+            glance: GlanceConfig::default(),
             auth: AuthConfig::default(),
         }
     }
@@ -153,6 +267,12 @@ pub struct Overrides {
     /// Region port (0 = any free port).
     #[arg(long, global = true)]
     pub region_port: Option<u16>,
+    /// Scheduler port (0 = any free port).
+    #[arg(long, global = true)]
+    pub scheduler_port: Option<u16>,
+    /// Image service (glance) port (0 = any free port).
+    #[arg(long, global = true)]
+    pub glance_port: Option<u16>,
     /// Log filter.
     #[arg(long, global = true)]
     pub log: Option<String>,
@@ -190,6 +310,12 @@ impl Config {
         }
         if let Some(v) = o.region_port {
             c.region.port = v;
+        }
+        if let Some(v) = o.scheduler_port {
+            c.scheduler.port = v;
+        }
+        if let Some(v) = o.glance_port {
+            c.glance.port = v;
         }
         if let Some(v) = &o.log {
             c.log = v.clone();

@@ -19,6 +19,8 @@ use crate::config::Config;
 pub enum Role {
     Keystone,
     Region,
+    Scheduler,
+    Glance,
 }
 
 impl Role {
@@ -26,12 +28,14 @@ impl Role {
         match self {
             Role::Keystone => "keystone",
             Role::Region => "region",
+            Role::Scheduler => "scheduler",
+            Role::Glance => "glance",
         }
     }
 }
 
 /// Every service that exists, for all-in-one.
-pub const ALL: &[Role] = &[Role::Keystone, Role::Region];
+pub const ALL: &[Role] = &[Role::Keystone, Role::Region, Role::Scheduler, Role::Glance];
 
 /// One listening service.
 pub struct Running {
@@ -63,9 +67,50 @@ pub async fn migrate(db: &Db) -> anyhow::Result<()> {
     // database, and whichever starts first brings the schema up to date.
     let mut tables = cloudpods_keystone::tables();
     tables.extend(cloudpods_region::tables());
+    tables.extend(cloudpods_glance::models::all());
     cloudpods_db::migrate::sync_schema(db, &tables, &[])
         .await
         .context("migrating the schema")
+}
+
+fn glance_options(cfg: &Config) -> anyhow::Result<cloudpods_glance::GlanceOptions> {
+    let g = &cfg.glance;
+    let backend = match g.storage.as_str() {
+        "" | "local" => cloudpods_glance::BackendOptions::Local,
+        "s3" => cloudpods_glance::BackendOptions::S3(cloudpods_glance::s3::S3Config {
+            endpoint: g.s3_endpoint.clone(),
+            bucket: g.s3_bucket.clone(),
+            access_key: g.s3_access_key.clone(),
+            secret_key: g.s3_secret_key.clone(),
+            region: g.s3_region.clone(),
+        }),
+        other => anyhow::bail!("[glance] storage must be local or s3, not {other:?}"),
+    };
+    let copy_from_allow = g
+        .copy_from_allow_cidrs
+        .items()
+        .iter()
+        .map(|c| {
+            c.parse()
+                .map_err(|e| anyhow::anyhow!("[glance] copy_from_allow_cidrs: {e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(cloudpods_glance::GlanceOptions {
+        images_dir: if g.images_dir.as_os_str().is_empty() {
+            cfg.data_dir.join("images")
+        } else {
+            g.images_dir.clone()
+        },
+        backend,
+        target_formats: g.target_image_formats.items(),
+        image_quota: g.image_quota,
+        enable_pending_delete: g.enable_pending_delete,
+        pending_delete_expire: Duration::from_secs(g.pending_delete_expire_seconds),
+        copy_from_allow,
+        max_image_bytes: g.max_image_size_mb.saturating_mul(1 << 20),
+        qemu_img: PathBuf::from(&g.qemu_img),
+        convert_workers: g.convert_workers.max(1),
+    })
 }
 
 fn keystone_options(cfg: &Config) -> KeystoneOptions {
@@ -169,22 +214,11 @@ pub async fn start(cfg: &Config, roles: &[Role]) -> anyhow::Result<Started> {
         let _bg = ks.spawn_background();
         let (listener, port) = listen(cfg, cfg.keystone.port).await?;
         let url = format!("http://{host}:{port}/v3");
-        for iface in ["public", "internal", "admin"] {
-            bootstrap::ensure_endpoint(&db, "identity", "keystone", &cfg.region_id, iface, &url)
-                .await
-                .map_err(|e| anyhow::anyhow!("registering the keystone endpoint: {e}"))?;
-        }
+        register_endpoints(&db, cfg, "identity", "keystone", &url).await?;
         let verifier: Arc<dyn TokenVerifier> = ks.clone();
         let router =
             cloudpods_rest::server::router(cloudpods_keystone::service(ks.clone(), verifier));
-        let mut rx = shutdown.subscribe();
-        tasks.push(tokio::spawn(cloudpods_rest::server::serve(
-            listener,
-            router,
-            async move {
-                let _ = rx.recv().await;
-            },
-        )));
+        tasks.push(serve(listener, router, &shutdown));
         running.push(Running {
             role: Role::Keystone,
             url,
@@ -218,6 +252,17 @@ pub async fn start(cfg: &Config, roles: &[Role]) -> anyhow::Result<Started> {
             agent_timeout: Duration::from_secs(cfg.region.agent_timeout_seconds.max(1)),
             max_batch: cfg.region.max_batch.max(1),
             pending_delete_expire: Duration::from_secs(cfg.region.pending_delete_expire_seconds),
+            cloud: cloudpods_region::cloud::CloudOptions {
+                secret_key: Some(
+                    cloudpods_region::cloud::secret::load_key(
+                        &cfg.region.cloud_secret_key,
+                        &cfg.data_dir,
+                    )
+                    .map_err(|e| anyhow::anyhow!("loading the cloud secret key: {e}"))?,
+                ),
+                sync_workers: cfg.region.cloud_sync_workers.max(1),
+                ..Default::default()
+            },
             ..Default::default()
         };
         cloudpods_rest::generic::set_pending_delete_enabled(cfg.region.enable_pending_delete);
@@ -226,28 +271,88 @@ pub async fn start(cfg: &Config, roles: &[Role]) -> anyhow::Result<Started> {
         r.start()
             .await
             .map_err(|e| anyhow::anyhow!("starting the region: {e}"))?;
-        for iface in ["public", "internal", "admin"] {
-            bootstrap::ensure_endpoint(&db, "compute_v2", "region2", &cfg.region_id, iface, &url)
-                .await
-                .map_err(|e| anyhow::anyhow!("registering the region endpoint: {e}"))?;
-        }
+        register_endpoints(&db, cfg, "compute_v2", "region2", &url).await?;
         if let Some(ks) = &keystone {
             ks.invalidate_catalog();
         }
+        if !roles.contains(&Role::Scheduler) && keystone.is_none() {
+            // The scheduler runs elsewhere: ask it over HTTP, found in the
+            // token catalog. (With keystone but no scheduler in the process
+            // — benchmarks — the region places by itself.)
+            let client = service_client(cfg).await?;
+            r.set_scheduler(Arc::new(cloudpods_scheduler::RemoteScheduler::new(client)));
+        }
         let router = cloudpods_rest::server::router(cloudpods_region::service(r.clone(), verifier));
-        let mut rx = shutdown.subscribe();
-        tasks.push(tokio::spawn(cloudpods_rest::server::serve(
-            listener,
-            router,
-            async move {
-                let _ = rx.recv().await;
-            },
-        )));
+        tasks.push(serve(listener, router, &shutdown));
         running.push(Running {
             role: Role::Region,
             url,
         });
         region = Some(r);
+    }
+
+    if roles.contains(&Role::Scheduler) {
+        let verifier: Arc<dyn TokenVerifier> = match &keystone {
+            Some(ks) => ks.clone(),
+            None => remote_verifier(cfg).await?,
+        };
+        let (listener, port) = listen(cfg, cfg.scheduler.port).await?;
+        let url = format!("http://{host}:{port}");
+        let opts = cloudpods_scheduler::SchedulerOptions {
+            policy: cloudpods_scheduler::Policy::parse(&cfg.scheduler.policy)
+                .map_err(|e| anyhow::anyhow!("[scheduler] policy: {e}"))?,
+            refresh_interval: Duration::from_secs(cfg.scheduler.refresh_seconds.max(1)),
+            ip_reuse_after: Duration::from_secs(cfg.region.ip_reuse_seconds),
+            ..Default::default()
+        };
+        let sched = cloudpods_scheduler::SchedulerService::new(db.clone(), opts)
+            .await
+            .map_err(|e| anyhow::anyhow!("starting the scheduler: {e}"))?;
+        let _refresh = sched.spawn_refresh();
+        if let Some(r) = &region {
+            // In one process the region calls the scheduler directly and
+            // tells it about every change.
+            r.set_scheduler(sched.clone());
+        }
+        register_endpoints(&db, cfg, "scheduler", "scheduler", &url).await?;
+        if let Some(ks) = &keystone {
+            ks.invalidate_catalog();
+        }
+        let router = cloudpods_rest::server::router(cloudpods_scheduler::service(
+            sched,
+            verifier,
+            tenants.clone(),
+        ));
+        tasks.push(serve(listener, router, &shutdown));
+        running.push(Running {
+            role: Role::Scheduler,
+            url,
+        });
+    }
+
+    if roles.contains(&Role::Glance) {
+        let verifier: Arc<dyn TokenVerifier> = match &keystone {
+            Some(ks) => ks.clone(),
+            None => remote_verifier(cfg).await?,
+        };
+        let (listener, port) = listen(cfg, cfg.glance.port).await?;
+        let url = format!("http://{host}:{port}/v1");
+        let g = cloudpods_glance::Glance::open(db.clone(), tenants.clone(), glance_options(cfg)?)
+            .await
+            .map_err(|e| anyhow::anyhow!("starting the image service: {e}"))?;
+        g.start()
+            .await
+            .map_err(|e| anyhow::anyhow!("starting the image service: {e}"))?;
+        register_endpoints(&db, cfg, "image", "glance", &url).await?;
+        if let Some(ks) = &keystone {
+            ks.invalidate_catalog();
+        }
+        let router = cloudpods_rest::server::router(cloudpods_glance::service(g, verifier));
+        tasks.push(serve(listener, router, &shutdown));
+        running.push(Running {
+            role: Role::Glance,
+            url,
+        });
     }
     Ok(Started {
         running,
@@ -259,6 +364,38 @@ pub async fn start(cfg: &Config, roles: &[Role]) -> anyhow::Result<Started> {
         shutdown,
         tasks,
     })
+}
+
+/// Register a service's public, internal and admin endpoints.
+async fn register_endpoints(
+    db: &Db,
+    cfg: &Config,
+    service_type: &str,
+    name: &str,
+    url: &str,
+) -> anyhow::Result<()> {
+    for iface in ["public", "internal", "admin"] {
+        bootstrap::ensure_endpoint(db, service_type, name, &cfg.region_id, iface, url)
+            .await
+            .map_err(|e| anyhow::anyhow!("registering the {name} endpoint: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Serve `router` on `listener` until shutdown.
+fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    shutdown: &tokio::sync::broadcast::Sender<()>,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    let mut rx = shutdown.subscribe();
+    tokio::spawn(cloudpods_rest::server::serve(
+        listener,
+        router,
+        async move {
+            let _ = rx.recv().await;
+        },
+    ))
 }
 
 /// This process's stable identity in task leases.
@@ -281,7 +418,9 @@ fn node_id(cfg: &Config) -> anyhow::Result<String> {
 }
 
 /// Validate tokens with a keystone in another process.
-async fn remote_verifier(cfg: &Config) -> anyhow::Result<Arc<dyn TokenVerifier>> {
+/// Keystone credentials of a service running without keystone in its
+/// process (`[auth]`, or the `OS_*` variables).
+fn service_credentials(cfg: &Config) -> anyhow::Result<cloudpods_sdk::Config> {
     let mut sdk = cloudpods_sdk::Config::from_env()
         .unwrap_or_else(|_| cloudpods_sdk::Config::new(cfg.auth.auth_url.clone()));
     if !cfg.auth.auth_url.is_empty() {
@@ -298,6 +437,18 @@ async fn remote_verifier(cfg: &Config) -> anyhow::Result<Arc<dyn TokenVerifier>>
             "a service without keystone in its process needs auth.auth_url (or OS_AUTH_URL) and credentials"
         );
     }
+    Ok(sdk)
+}
+
+/// A logged-in client for calling other services.
+async fn service_client(cfg: &Config) -> anyhow::Result<cloudpods_sdk::Client> {
+    cloudpods_sdk::Client::new(service_credentials(cfg)?)
+        .await
+        .map_err(|e| anyhow::anyhow!("logging in to keystone: {e}"))
+}
+
+async fn remote_verifier(cfg: &Config) -> anyhow::Result<Arc<dyn TokenVerifier>> {
+    let sdk = service_credentials(cfg)?;
     let remote = cloudpods_rest::remote::RemoteVerifier::connect(sdk)
         .await
         .map_err(|e| anyhow::anyhow!("logging in to keystone: {e}"))?;

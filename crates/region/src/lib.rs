@@ -3,6 +3,7 @@
 //! operation on them through the host agents.
 
 pub mod agent;
+pub mod cloud;
 pub mod desc;
 pub mod ipam;
 pub mod models;
@@ -39,6 +40,8 @@ pub struct RegionOptions {
     /// Servers stay in the recycle bin (pending delete) this long before
     /// they are deleted for real (Cloudpods `PendingDeleteExpireSeconds`).
     pub pending_delete_expire: Duration,
+    /// Public clouds: the secret key, sync workers (crate::cloud).
+    pub cloud: cloud::CloudOptions,
 }
 
 impl Default for RegionOptions {
@@ -50,6 +53,7 @@ impl Default for RegionOptions {
             agent_timeout: Duration::from_secs(300),
             default_quota: quota::Limits::default_project(),
             pending_delete_expire: Duration::from_secs(3 * 24 * 3600),
+            cloud: cloud::CloudOptions::default(),
         }
     }
 }
@@ -64,6 +68,8 @@ pub struct Region {
     /// Serialises placement + host assignment within this process when the
     /// local scheduler is used.
     pub placement: tokio::sync::Mutex<()>,
+    /// Cloud accounts: secret key and sync state (crate::cloud).
+    pub cloud: cloud::CloudState,
 }
 
 /// The local cloud region every deployment has (Cloudpods' `default`).
@@ -79,6 +85,7 @@ impl Region {
         tenants: Arc<TenantCache>,
     ) -> Arc<Region> {
         let engine = Engine::new(db.clone(), node, engine_opts);
+        let opts_cloud = opts.cloud.clone();
         let region = Arc::new(Region {
             scheduler: RwLock::new(Arc::new(LocalScheduler::new(db.clone()))),
             db,
@@ -87,8 +94,10 @@ impl Region {
             opts,
             tenants,
             placement: tokio::sync::Mutex::new(()),
+            cloud: cloud::CloudState::new(&opts_cloud),
         });
         tasks::register(&region);
+        cloud::register_tasks(&region);
         region
     }
 
@@ -114,14 +123,16 @@ impl Region {
             .await
             .map_err(|e| cloudpods_rest::HttpError::internal(e.to_string()))?;
         tasks::actions::start_background(self);
+        cloud::start_background(self);
         let me = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(10));
             loop {
                 tick.tick().await;
-                if let Err(e) = store::mark_offline_hosts(&me.db, me.opts.host_offline_after).await
-                {
-                    tracing::warn!(error = %e, "offline host check failed");
+                match store::mark_offline_hosts(&me.db, me.opts.host_offline_after).await {
+                    Ok(0) => {}
+                    Ok(_) => me.scheduler().invalidate_all(),
+                    Err(e) => tracing::warn!(error = %e, "offline host check failed"),
                 }
                 if let Err(e) = ipam::prune_history(&me.db, me.opts.ip_reuse_after * 4).await {
                     tracing::warn!(error = %e, "pruning ip history failed");
@@ -163,7 +174,8 @@ impl Region {
 /// The region service (no URL prefix, catalog type `compute_v2`).
 pub fn service(region: Arc<Region>, verifier: Arc<dyn TokenVerifier>) -> Service {
     let svc = Service::new("region", "compute", "", verifier, region.tenants.clone());
-    resources::register(svc, &region)
+    let svc = resources::register(svc, &region);
+    cloud::register(svc, &region)
 }
 
 /// Every region table (and the task tables), for schema sync.
@@ -171,5 +183,6 @@ pub fn tables() -> Vec<&'static cloudpods_db::ModelDesc> {
     let mut t = models::all();
     t.extend(cloudpods_taskman::models::all());
     t.push(&cloudpods_rest::metadata::METADATA);
+    t.extend(cloud::tables());
     t
 }

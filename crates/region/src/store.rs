@@ -120,7 +120,9 @@ pub async fn mark_offline_hosts(db: &Db, after: Duration) -> Result<u64, DbError
         chrono::Utc::now() - chrono::Duration::from_std(after).unwrap_or_default(),
     );
     let mut q = Sql::new(
-        "SELECT `id`, `name` FROM `hosts_tbl` WHERE `deleted` = 0 AND `host_status` = 'online' AND (`last_ping_at` IS NULL OR `last_ping_at` < ",
+        // Hosts of public clouds (`manager_id`) have no agent to ping.
+        "SELECT `id`, `name` FROM `hosts_tbl` WHERE `deleted` = 0 AND `host_status` = 'online' \
+         AND (`manager_id` IS NULL OR `manager_id` = '') AND (`last_ping_at` IS NULL OR `last_ping_at` < ",
     );
     q.bind(cutoff).push(")");
     let hosts = crud::fetch_rows(db.read(), &HOSTS, &q).await?;

@@ -45,6 +45,7 @@ pub mod config;
 pub mod debug;
 pub mod endpoint;
 pub mod error;
+pub mod image;
 pub mod resource;
 pub mod session;
 

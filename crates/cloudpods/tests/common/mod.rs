@@ -86,10 +86,14 @@ impl Platform {
             "0".into(),
             "--region-port".into(),
             "0".into(),
+            "--scheduler-port".into(),
+            "0".into(),
+            "--glance-port".into(),
+            "0".into(),
             "--admin-password".into(),
             "Test-Admin-Pw1".into(),
             "--log".into(),
-            "warn".into(),
+            std::env::var("CLOUDPODS_TEST_LOG").unwrap_or_else(|_| "warn".into()),
         ];
         let mut mysql_db = None;
         if let Some(Backend::Mysql(base)) = &opts.backend {
@@ -119,7 +123,11 @@ impl Platform {
     fn spawn(&mut self) {
         let ready = self.dir.path().join("ready.json");
         let _ = std::fs::remove_file(&ready);
-        let log = std::fs::File::create(self.dir.path().join("server.log")).expect("log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .expect("log file");
         let mut cmd = Command::new(cloudpods_bin());
         cmd.args(&self.args)
             .stdout(Stdio::null())
@@ -257,9 +265,30 @@ pub fn climc_with(env: &[(String, String)], args: &[&str]) -> (bool, String, Str
 impl Drop for Platform {
     fn drop(&mut self) {
         self.kill();
+        if std::thread::panicking() {
+            print_log_tail("cloudpods", &self.log());
+        }
+        // Debugging aid: keep the data dir and logs of a failed run.
+        if std::env::var_os("CLOUDPODS_TEST_KEEP").is_some() {
+            let kept = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+            eprintln!("kept platform dir {}", kept.keep().display());
+        }
         if let Some((base, name)) = self.mysql_db.take() {
             drop_mysql_db(&base, &name);
         }
+    }
+}
+
+/// A failed test shows the warnings and errors its processes logged.
+fn print_log_tail(what: &str, log: &str) {
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("panicked"))
+        .collect();
+    let from = lines.len().saturating_sub(40);
+    eprintln!("--- {what}: last warnings and errors ---");
+    for l in &lines[from..] {
+        eprintln!("{l}");
     }
 }
 
@@ -516,6 +545,9 @@ impl SimHost {
 impl Drop for SimHost {
     fn drop(&mut self) {
         self.kill();
+        if std::thread::panicking() {
+            print_log_tail("simulated host", &self.log());
+        }
     }
 }
 
@@ -553,6 +585,16 @@ impl Platform {
     /// The region's base URL.
     pub fn region_url(&self) -> String {
         self.service_url("region")
+    }
+
+    /// The scheduler's base URL.
+    pub fn scheduler_url(&self) -> String {
+        self.service_url("scheduler")
+    }
+
+    /// The image service's base URL (ends in `/v1`).
+    pub fn glance_url(&self) -> String {
+        self.service_url("glance")
     }
 
     /// Start a simulated host agent registered with this platform.

@@ -575,6 +575,8 @@ impl Model for Infra {
         _scope: Scope,
         conds: &mut Vec<Sql>,
     ) -> Result<()> {
+        // brand / provider / cloud_env / manager / cloudaccount (crate::cloud).
+        crate::cloud::brand_filter(self.desc, q, conds);
         let kw = self.desc.keyword;
         if self.desc.has("zone_id")
             && let Some(id) = self.filter_ref(ctx, q, "zone", &ZONES).await?
@@ -658,6 +660,8 @@ impl Model for Infra {
 
     async fn details(&self, _ctx: &Ctx, rows: &mut [Row], _q: &Object) -> Result<()> {
         let db = self.db();
+        // brand / provider / cloud_env of managed rows (crate::cloud).
+        crate::cloud::brand_details(db, self.desc, rows).await?;
         let ids = ids_of(rows, "id");
         match self.desc.keyword {
             "cloudregion" => {
@@ -831,6 +835,10 @@ impl Model for Infra {
     }
 
     async fn validate_create(&self, ctx: &Ctx, row: &mut Row, input: &Object) -> Result<()> {
+        // --- public cloud (crate::cloud::ops) ---
+        if crate::cloud::ops::prepare_create(&self.region, ctx, self.desc, row, input).await? {
+            return Ok(());
+        }
         match self.desc.keyword {
             "zone" | "vpc" => {
                 let region = self
@@ -970,6 +978,10 @@ impl Model for Infra {
     }
 
     async fn create(&self, ctx: &Ctx, rows: Vec<Row>, input: &Object) -> Result<Vec<Row>> {
+        // --- public cloud (crate::cloud::ops) ---
+        if let Some(done) = crate::cloud::ops::create(&self.region, ctx, self.desc, &rows).await? {
+            return Ok(done);
+        }
         match self.desc.keyword {
             "reservedip" => {
                 let mut out = Vec::with_capacity(rows.len());
@@ -995,6 +1007,18 @@ impl Model for Infra {
             }
             _ => generic::insert_rows(self, ctx, rows, input).await,
         }
+    }
+
+    async fn post_create(&self, _ctx: &Ctx, rows: &[Row], _input: &Object) -> Result<()> {
+        for r in rows {
+            self.placement_changed(&s(r, "id"));
+        }
+        Ok(())
+    }
+
+    async fn post_update(&self, _ctx: &Ctx, obj: &Row, _changes: &Row) -> Result<()> {
+        self.placement_changed(&s(obj, "id"));
+        Ok(())
     }
 
     async fn validate_update(
@@ -1147,140 +1171,29 @@ impl Model for Infra {
     }
 
     async fn delete(&self, ctx: &Ctx, obj: Row, q: &Object) -> Result<Row> {
-        let id = s(&obj, "id");
-        match self.desc.keyword {
-            "network" => {
-                let db = self.db().clone();
-                // Under the lock: no allocation may slip in between the
-                // in-use check and the delete.
-                let nid = id.clone();
-                ipam::with_network_lock(&db, &id, async {
-                    self.validate_delete(ctx, &obj, q).await?;
-                    let mut del = Sql::new("DELETE FROM `reservedips_tbl` WHERE `network_id` = ");
-                    del.bind(nid.as_str());
-                    del.query()?
-                        .execute(db.write())
-                        .await
-                        .map_err(DbError::from)?;
-                    generic::delete_row(self, ctx, obj.clone(), q).await
-                })
-                .await
-            }
-            "host" => {
-                let out = generic::delete_row(self, ctx, obj, q).await?;
-                self.detach_host(&id).await?;
-                Ok(out)
-            }
-            _ => generic::delete_row(self, ctx, obj, q).await,
+        // --- public cloud (crate::cloud::ops) ---
+        if let Some(done) = crate::cloud::ops::delete(&self.region, ctx, self.desc, &obj).await? {
+            return Ok(done);
         }
+        let id = s(&obj, "id");
+        let out = self.delete_row(ctx, obj, q).await?;
+        self.placement_changed(&id);
+        Ok(out)
     }
 
     async fn perform(&self, ctx: &Ctx, obj: Row, action: &str, input: Object) -> Result<Value> {
-        let db = self.db();
         let id = s(&obj, "id");
-        match (self.desc.keyword, action) {
-            // Agent heartbeat: online again, whatever the background check
-            // decided while it was silent.
-            ("host", "ping") => {
-                let mut ch = Row::new();
-                ch.insert("last_ping_at".into(), json!(cloudpods_apis::time::now()));
-                ch.insert("host_status".into(), json!("online"));
-                if s(&obj, "status") != "running" {
-                    ch.insert("status".into(), json!("running"));
-                }
-                crud::update(db.write(), &HOSTS, &id, &ch).await?;
-                self.record_storage_stats(&id, &input).await?;
-                Ok(json!({"name": s(&obj, "name"), "host_status": "online"}))
-            }
-            ("host", "online") => {
-                let mut ch = Row::new();
-                ch.insert("host_status".into(), json!("online"));
-                ch.insert("last_ping_at".into(), json!(cloudpods_apis::time::now()));
-                crud::update(db.write(), &HOSTS, &id, &ch).await?;
-                self.reload(&id).await
-            }
-            ("host", "offline") => {
-                let mut ch = Row::new();
-                ch.insert("host_status".into(), json!("offline"));
-                crud::update(db.write(), &HOSTS, &id, &ch).await?;
-                if let Some(reason) = get_str(&input, "reason") {
-                    tracing::info!(host = %s(&obj, "name"), %reason, "host set offline");
-                }
-                self.reload(&id).await
-            }
-            // The flag only: moving the guests away is the operator's (or a
-            // migrate task's) job.
-            ("host", "host-maintenance" | "host-exit-maintenance") => {
-                let mut ch = Row::new();
-                ch.insert("is_maintenance".into(), json!(action == "host-maintenance"));
-                crud::update(db.write(), &HOSTS, &id, &ch).await?;
-                self.reload(&id).await
-            }
-            ("storage", "online" | "offline") => {
-                store::set_status(db, &STORAGES, &id, action, None).await?;
-                self.reload(&id).await
-            }
-            ("network", "reserve-ip") => {
-                let mut ips = get_strs(&input, "ips");
-                if ips.is_empty()
-                    && let Some(ip) = get_str_any(&input, &["ip", "ip_addr"])
-                {
-                    ips.push(ip);
-                }
-                if ips.is_empty() {
-                    return Err(HttpError::missing("ips is required"));
-                }
-                let expired_at = match get_str(&input, "duration") {
-                    Some(d) => Some(cloudpods_apis::time::format(
-                        chrono::Utc::now() + chrono::Duration::seconds(parse_duration(&d)?),
-                    )),
-                    None => None,
-                };
-                let mut reserved = Vec::new();
-                for ip in &ips {
-                    let v = ipam::ip_to_u32(ip).ok_or_else(|| {
-                        HttpError::input(format!("{ip:?} is not an IPv4 address"))
-                    })?;
-                    let mut r = Row::new();
-                    r.insert("ip_addr".into(), json!(ipam::u32_to_ip(v)));
-                    r.insert(
-                        "notes".into(),
-                        json!(get_str(&input, "notes").unwrap_or_default()),
-                    );
-                    if let Some(e) = &expired_at {
-                        r.insert("expired_at".into(), json!(e));
-                    }
-                    if let Some(st) = get_str(&input, "status") {
-                        r.insert("status".into(), json!(st));
-                    }
-                    crud::prepare_insert(&RESERVEDIPS, &mut r);
-                    reserved.push(Value::Object(ipam::reserve(db, &obj, r).await?));
-                }
-                Ok(json!({"reservedips": reserved}))
-            }
-            ("network", "release-reserved-ip") => {
-                let ip = get_str_any(&input, &["ip", "ip_addr"])
-                    .ok_or_else(|| HttpError::missing("ip is required"))?;
-                let mut q = Sql::new("DELETE FROM `reservedips_tbl` WHERE `network_id` = ");
-                q.bind(id.as_str())
-                    .push(" AND `ip_addr` = ")
-                    .bind(ip.trim());
-                let n = q
-                    .query()?
-                    .execute(db.write())
-                    .await
-                    .map_err(DbError::from)?
-                    .rows_affected();
-                if n == 0 {
-                    return Err(HttpError::invalid_status(format!(
-                        "address {ip} of network {} is not reserved",
-                        s(&obj, "name")
-                    )));
-                }
-                self.reload(&id).await
-            }
-            _ => generic::perform_common(self, ctx, obj, action, input).await,
+        // A heartbeat changes nothing the scheduler uses unless the host
+        // was not online.
+        let changes_placement = !(self.desc.keyword == "host"
+            && action == "ping"
+            && s(&obj, "host_status") == "online"
+            && s(&obj, "status") == "running");
+        let out = self.perform_action(ctx, obj, action, input).await?;
+        if changes_placement {
+            self.placement_changed(&id);
         }
+        Ok(out)
     }
 
     async fn get_spec(&self, ctx: &Ctx, obj: Row, spec: &str, q: &Object) -> Result<Value> {
@@ -1899,6 +1812,164 @@ impl Infra {
             put(r, "hosts", Value::Array(attached));
         }
         Ok(())
+    }
+}
+
+/// Deletes and actions behind the scheduler notification in [`Model`].
+impl Infra {
+    async fn delete_row(&self, ctx: &Ctx, obj: Row, q: &Object) -> Result<Row> {
+        let id = s(&obj, "id");
+        match self.desc.keyword {
+            "network" => {
+                let db = self.db().clone();
+                // Under the lock: no allocation may slip in between the
+                // in-use check and the delete.
+                let nid = id.clone();
+                ipam::with_network_lock(&db, &id, async {
+                    self.validate_delete(ctx, &obj, q).await?;
+                    let mut del = Sql::new("DELETE FROM `reservedips_tbl` WHERE `network_id` = ");
+                    del.bind(nid.as_str());
+                    del.query()?
+                        .execute(db.write())
+                        .await
+                        .map_err(DbError::from)?;
+                    generic::delete_row(self, ctx, obj.clone(), q).await
+                })
+                .await
+            }
+            "host" => {
+                let out = generic::delete_row(self, ctx, obj, q).await?;
+                self.detach_host(&id).await?;
+                Ok(out)
+            }
+            _ => generic::delete_row(self, ctx, obj, q).await,
+        }
+    }
+
+    async fn perform_action(
+        &self,
+        ctx: &Ctx,
+        obj: Row,
+        action: &str,
+        input: Object,
+    ) -> Result<Value> {
+        let db = self.db();
+        let id = s(&obj, "id");
+        match (self.desc.keyword, action) {
+            // Agent heartbeat: online again, whatever the background check
+            // decided while it was silent.
+            ("host", "ping") => {
+                let mut ch = Row::new();
+                ch.insert("last_ping_at".into(), json!(cloudpods_apis::time::now()));
+                ch.insert("host_status".into(), json!("online"));
+                if s(&obj, "status") != "running" {
+                    ch.insert("status".into(), json!("running"));
+                }
+                crud::update(db.write(), &HOSTS, &id, &ch).await?;
+                self.record_storage_stats(&id, &input).await?;
+                Ok(json!({"name": s(&obj, "name"), "host_status": "online"}))
+            }
+            ("host", "online") => {
+                let mut ch = Row::new();
+                ch.insert("host_status".into(), json!("online"));
+                ch.insert("last_ping_at".into(), json!(cloudpods_apis::time::now()));
+                crud::update(db.write(), &HOSTS, &id, &ch).await?;
+                self.reload(&id).await
+            }
+            ("host", "offline") => {
+                let mut ch = Row::new();
+                ch.insert("host_status".into(), json!("offline"));
+                crud::update(db.write(), &HOSTS, &id, &ch).await?;
+                if let Some(reason) = get_str(&input, "reason") {
+                    tracing::info!(host = %s(&obj, "name"), %reason, "host set offline");
+                }
+                self.reload(&id).await
+            }
+            // The flag only: moving the guests away is the operator's (or a
+            // migrate task's) job.
+            ("host", "host-maintenance" | "host-exit-maintenance") => {
+                let mut ch = Row::new();
+                ch.insert("is_maintenance".into(), json!(action == "host-maintenance"));
+                crud::update(db.write(), &HOSTS, &id, &ch).await?;
+                self.reload(&id).await
+            }
+            ("storage", "online" | "offline") => {
+                store::set_status(db, &STORAGES, &id, action, None).await?;
+                self.reload(&id).await
+            }
+            ("network", "reserve-ip") => {
+                let mut ips = get_strs(&input, "ips");
+                if ips.is_empty()
+                    && let Some(ip) = get_str_any(&input, &["ip", "ip_addr"])
+                {
+                    ips.push(ip);
+                }
+                if ips.is_empty() {
+                    return Err(HttpError::missing("ips is required"));
+                }
+                let expired_at = match get_str(&input, "duration") {
+                    Some(d) => Some(cloudpods_apis::time::format(
+                        chrono::Utc::now() + chrono::Duration::seconds(parse_duration(&d)?),
+                    )),
+                    None => None,
+                };
+                let mut reserved = Vec::new();
+                for ip in &ips {
+                    let v = ipam::ip_to_u32(ip).ok_or_else(|| {
+                        HttpError::input(format!("{ip:?} is not an IPv4 address"))
+                    })?;
+                    let mut r = Row::new();
+                    r.insert("ip_addr".into(), json!(ipam::u32_to_ip(v)));
+                    r.insert(
+                        "notes".into(),
+                        json!(get_str(&input, "notes").unwrap_or_default()),
+                    );
+                    if let Some(e) = &expired_at {
+                        r.insert("expired_at".into(), json!(e));
+                    }
+                    if let Some(st) = get_str(&input, "status") {
+                        r.insert("status".into(), json!(st));
+                    }
+                    crud::prepare_insert(&RESERVEDIPS, &mut r);
+                    reserved.push(Value::Object(ipam::reserve(db, &obj, r).await?));
+                }
+                Ok(json!({"reservedips": reserved}))
+            }
+            ("network", "release-reserved-ip") => {
+                let ip = get_str_any(&input, &["ip", "ip_addr"])
+                    .ok_or_else(|| HttpError::missing("ip is required"))?;
+                let mut q = Sql::new("DELETE FROM `reservedips_tbl` WHERE `network_id` = ");
+                q.bind(id.as_str())
+                    .push(" AND `ip_addr` = ")
+                    .bind(ip.trim());
+                let n = q
+                    .query()?
+                    .execute(db.write())
+                    .await
+                    .map_err(DbError::from)?
+                    .rows_affected();
+                if n == 0 {
+                    return Err(HttpError::invalid_status(format!(
+                        "address {ip} of network {} is not reserved",
+                        s(&obj, "name")
+                    )));
+                }
+                self.reload(&id).await
+            }
+            _ => generic::perform_common(self, ctx, obj, action, input).await,
+        }
+    }
+
+    /// Tell the scheduler what this object's change may affect.
+    fn placement_changed(&self, id: &str) {
+        let sched = self.region.scheduler();
+        match self.desc.keyword {
+            "host" => sched.invalidate_host(id),
+            "storage" | "network" | "reservedip" | "wire" | "zone" | "schedtag" => {
+                sched.invalidate_all()
+            }
+            _ => {}
+        }
     }
 }
 

@@ -35,6 +35,27 @@ impl Model for Basic {
     fn contexts(&self) -> &[(&'static str, &'static str)] {
         self.contexts
     }
+
+    // brand / provider / cloud_env of managed resources (crate::cloud).
+    async fn list_filter(
+        &self,
+        _ctx: &Ctx,
+        q: &cloudpods_rest::Object,
+        _scope: cloudpods_rbac::Scope,
+        conds: &mut Vec<cloudpods_db::Sql>,
+    ) -> Result<()> {
+        crate::cloud::brand_filter(self.desc, q, conds);
+        Ok(())
+    }
+
+    async fn details(
+        &self,
+        _ctx: &Ctx,
+        rows: &mut [Row],
+        _q: &cloudpods_rest::Object,
+    ) -> Result<()> {
+        crate::cloud::brand_details(&self.region.db, self.desc, rows).await
+    }
 }
 
 /// A joint with generic attach (insert) and detach (delete).
@@ -46,6 +67,18 @@ pub struct BasicJoint {
     /// Attach/detach through this route is allowed (infrastructure joints);
     /// guest joints change only through server actions.
     pub writable: bool,
+}
+
+impl BasicJoint {
+    /// Host joints change what the scheduler may place on that host.
+    fn placement_changed(&self, master: &Row) {
+        let sched = self.region.scheduler();
+        match self.master.0 {
+            "hosts" => sched.invalidate_host(&s(master, "id")),
+            "schedtags" | "storages" | "networks" | "wires" => sched.invalidate_all(),
+            _ => {}
+        }
+    }
 }
 
 #[async_trait]
@@ -82,6 +115,7 @@ impl JointModel for BasicJoint {
                 if let Some(id) = id {
                     row.insert("row_id".into(), json!(id));
                 }
+                self.placement_changed(&master);
                 Ok(row)
             }
             Err(cloudpods_db::DbError::Duplicate(_)) => Err(HttpError::conflict(format!(
@@ -117,6 +151,7 @@ impl JointModel for BasicJoint {
             .next()
             .ok_or_else(|| HttpError::not_found("not attached"))?;
         crud::purge(self.region.db.write(), self.desc, &s(&row, "row_id")).await?;
+        self.placement_changed(&master);
         Ok(row)
     }
 

@@ -353,8 +353,10 @@ impl Servers {
 
     /// Start a task for one server.
     async fn start_task(&self, ctx: &Ctx, obj: &Row, name: &str, params: Value) -> Result<String> {
+        // Public-cloud guests run the cloud variant of the task (crate::cloud).
+        let name = crate::cloud::tasks::task_name_for(obj, name);
         let mut t = NewTask::new(
-            name,
+            &name,
             "server",
             &s(obj, "id"),
             &s(obj, "name"),
@@ -428,17 +430,8 @@ impl Model for Servers {
             c.bind(ip).push(")");
             conds.push(c);
         }
-        if let Some(brand) = get_str_any(q, &["brand", "provider"]) {
-            // Local guests are OneCloud; nothing else is managed yet.
-            if !brand.eq_ignore_ascii_case("onecloud") {
-                conds.push(Sql::new("1 = 0"));
-            }
-        }
-        if let Some(env) = get_str(q, "cloud_env")
-            && env != "onpremise"
-        {
-            conds.push(Sql::new("1 = 0"));
-        }
+        // brand / provider / cloud_env / manager / cloudaccount (crate::cloud).
+        crate::cloud::brand_filter(&GUESTS, q, conds);
         Ok(())
     }
 
@@ -566,10 +559,20 @@ impl Model for Servers {
             r.insert("cloud_env".into(), json!("onpremise"));
             r.insert("cloudregion".into(), json!("Default"));
         }
+        // Public-cloud guests: their brand, provider and region (crate::cloud).
+        crate::cloud::brand_details(db, &GUESTS, rows).await?;
         Ok(())
     }
 
     async fn validate_create(&self, ctx: &Ctx, row: &mut Row, input: &Object) -> Result<()> {
+        // --- public cloud (crate::cloud::tasks) ---
+        if let Some(params) =
+            crate::cloud::tasks::parse_server_create(&self.region, ctx, row, input).await?
+        {
+            row.insert("create_params".into(), params);
+            row.insert("status".into(), json!(status::INIT));
+            return Ok(());
+        }
         let params = self.parse_create(ctx, row, input).await?;
         row.insert("create_params".into(), params);
         row.insert("status".into(), json!(status::INIT));
@@ -582,6 +585,10 @@ impl Model for Servers {
         let Some(first) = rows.first() else {
             return Ok(rows);
         };
+        // --- public cloud (crate::cloud::tasks) ---
+        if crate::cloud::tasks::is_cloud_create(first) {
+            return crate::cloud::tasks::create_servers(&self.region, ctx, rows).await;
+        }
         let params = first.get("create_params").cloned().unwrap_or(Value::Null);
         let n = rows.len() as i64;
         let nets = params["nets"].as_array().cloned().unwrap_or_default();
@@ -611,15 +618,9 @@ impl Model for Servers {
         add.server = n;
         let project = s(first, "tenant_id");
         let db = &self.region.db;
-        let mut tx = db.begin().await?;
-        if let Some(msg) = crate::quota::check(
-            &mut tx,
-            db.dialect(),
-            &project,
-            self.region.opts.default_quota,
-            &add,
-        )
-        .await?
+        let mut tx = crate::quota::begin(db, &project).await?;
+        if let Some(msg) =
+            crate::quota::check(db, &mut tx, &project, self.region.opts.default_quota, &add).await?
         {
             return Err(HttpError::out_of_quota(msg));
         }
@@ -732,6 +733,13 @@ impl Model for Servers {
 
     async fn perform(&self, ctx: &Ctx, obj: Row, action: &str, input: Object) -> Result<Value> {
         let id = s(&obj, "id");
+        // --- public cloud (crate::cloud::tasks) ---
+        if crate::cloud::is_public_cloud(&obj)
+            && let Some(v) =
+                crate::cloud::tasks::perform_server(&self.region, ctx, &obj, action, &input).await?
+        {
+            return Ok(v);
+        }
         // A server in the recycle bin only comes back (or goes for good).
         if store::b(&obj, "pending_deleted")
             && !crate::tasks::actions::allowed_in_recycle_bin(action)

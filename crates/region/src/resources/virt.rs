@@ -343,10 +343,10 @@ impl Disks {
         let db = &self.region.db;
         let mut add = crate::quota::nothing();
         add.storage = size - cur;
-        let mut tx = db.begin().await?;
+        let mut tx = crate::quota::begin(db, &s(obj, "tenant_id")).await?;
         if let Some(msg) = crate::quota::check_owner(
+            db,
             &mut tx,
-            db.dialect(),
             &s(obj, "tenant_id"),
             &s(obj, "domain_id"),
             self.region.opts.default_quota,
@@ -471,6 +471,8 @@ impl Model for Disks {
         _scope: Scope,
         conds: &mut Vec<Sql>,
     ) -> Result<()> {
+        // brand / provider / cloud_env (crate::cloud).
+        crate::cloud::brand_filter(&DISKS, q, conds);
         if let Some(st) = get_str_any(q, &["storage", "storage_id"]) {
             let row = find_visible(&self.region, ctx, &STORAGES, &st).await?;
             conds.push(crud::eq("storage_id", s(&row, "id")));
@@ -502,6 +504,7 @@ impl Model for Disks {
 
     /// Batched: storage, host, zone and the attached server.
     async fn details(&self, _ctx: &Ctx, rows: &mut [Row], _q: &Object) -> Result<()> {
+        crate::cloud::brand_details(&self.region.db, &DISKS, rows).await?;
         let db = &self.region.db;
         let ids: Vec<String> = rows.iter().map(|r| s(r, "id")).collect();
         let storage_ids: Vec<String> = rows.iter().map(|r| s(r, "storage_id")).collect();
@@ -620,10 +623,10 @@ impl Model for Disks {
             let db = &region.db;
             let mut add = crate::quota::nothing();
             add.storage = size * rows.len() as i64;
-            let mut tx = db.begin().await?;
+            let mut tx = crate::quota::begin(db, &project).await?;
             if let Some(msg) = crate::quota::check_owner(
+                db,
                 &mut tx,
-                db.dialect(),
                 &project,
                 &domain,
                 region.opts.default_quota,
@@ -773,6 +776,8 @@ impl Model for Snapshots {
         _scope: Scope,
         conds: &mut Vec<Sql>,
     ) -> Result<()> {
+        // brand / provider / cloud_env (crate::cloud).
+        crate::cloud::brand_filter(&SNAPSHOTS, q, conds);
         if let Some(d) = get_str(q, "disk") {
             let disk = find_visible(&self.region, ctx, &DISKS, &d).await?;
             conds.push(crud::eq("disk_id", s(&disk, "id")));
@@ -793,6 +798,7 @@ impl Model for Snapshots {
     }
 
     async fn details(&self, _ctx: &Ctx, rows: &mut [Row], _q: &Object) -> Result<()> {
+        crate::cloud::brand_details(&self.region.db, &SNAPSHOTS, rows).await?;
         let db = &self.region.db;
         let disk_ids: Vec<String> = rows.iter().map(|r| s(r, "disk_id")).collect();
         let disks = store::by_id(db, &DISKS, &disk_ids).await?;
@@ -865,10 +871,10 @@ impl Model for Snapshots {
         let db = &self.region.db;
         let mut add = crate::quota::nothing();
         add.snapshot = rows.len() as i64;
-        let mut tx = db.begin().await?;
+        let mut tx = crate::quota::begin(db, &s(first, "tenant_id")).await?;
         if let Some(msg) = crate::quota::check_owner(
+            db,
             &mut tx,
-            db.dialect(),
             &s(first, "tenant_id"),
             &s(first, "domain_id"),
             self.region.opts.default_quota,
@@ -1293,10 +1299,11 @@ impl Model for Keypairs {
             return Err(HttpError::input("keypairs are created one at a time"));
         }
         let db = &self.region.db;
-        let mut tx = db.begin().await?;
+        let mut tx = crate::quota::begin(db, caller_project(ctx).unwrap_or_default()).await?;
         if let Some(project) = caller_project(ctx) {
             for _ in &rows {
                 if let Some(msg) = crate::quota::check_keypair(
+                    db,
                     &mut tx,
                     project,
                     ctx.user_id(),
@@ -1540,8 +1547,8 @@ pub async fn ensure_default_secgroup(
     if let Some(r) = find_default(region.db.read(), tenant_id).await?.first() {
         return Ok(s(r, "id"));
     }
-    let mut tx = region.db.begin().await?;
-    crate::quota::lock(&mut tx, tenant_id).await?;
+    let mut tx = crate::quota::begin(&region.db, tenant_id).await?;
+    crate::quota::lock(&region.db, &mut tx, tenant_id).await?;
     if let Some(r) = find_default(&mut *tx, tenant_id).await?.first() {
         return Ok(s(r, "id"));
     }
@@ -1590,7 +1597,20 @@ impl Model for Secgroups {
         &self.region.db
     }
 
+    async fn list_filter(
+        &self,
+        _ctx: &Ctx,
+        q: &Object,
+        _scope: Scope,
+        conds: &mut Vec<Sql>,
+    ) -> Result<()> {
+        // brand / provider / cloud_env (crate::cloud).
+        crate::cloud::brand_filter(&SECGROUPS, q, conds);
+        Ok(())
+    }
+
     async fn details(&self, _ctx: &Ctx, rows: &mut [Row], _q: &Object) -> Result<()> {
+        crate::cloud::brand_details(&self.region.db, &SECGROUPS, rows).await?;
         let db = &self.region.db;
         let ids: Vec<String> = rows.iter().map(|r| s(r, "id")).collect();
         let mut rules = store::rows_in(db, &SECGROUPRULES, "secgroup_id", &ids).await?;
@@ -1633,6 +1653,10 @@ impl Model for Secgroups {
     }
 
     async fn validate_create(&self, ctx: &Ctx, row: &mut Row, input: &Object) -> Result<()> {
+        // --- public cloud (crate::cloud::ops) ---
+        if crate::cloud::ops::prepare_create(&self.region, ctx, &SECGROUPS, row, input).await? {
+            return Ok(());
+        }
         rules_of(input)?;
         let vpc = match get_str_any(input, &["vpc", "vpc_id"]) {
             Some(v) => s(
@@ -1650,7 +1674,11 @@ impl Model for Secgroups {
         Ok(())
     }
 
-    async fn create(&self, _ctx: &Ctx, rows: Vec<Row>, input: &Object) -> Result<Vec<Row>> {
+    async fn create(&self, ctx: &Ctx, rows: Vec<Row>, input: &Object) -> Result<Vec<Row>> {
+        // --- public cloud (crate::cloud::ops) ---
+        if let Some(done) = crate::cloud::ops::create(&self.region, ctx, &SECGROUPS, &rows).await? {
+            return Ok(done);
+        }
         let Some(first) = rows.first() else {
             return Ok(rows);
         };
@@ -1658,10 +1686,10 @@ impl Model for Secgroups {
         let db = &self.region.db;
         let mut add = crate::quota::nothing();
         add.secgroup = rows.len() as i64;
-        let mut tx = db.begin().await?;
+        let mut tx = crate::quota::begin(db, &s(first, "tenant_id")).await?;
         if let Some(msg) = crate::quota::check_owner(
+            db,
             &mut tx,
-            db.dialect(),
             &s(first, "tenant_id"),
             &s(first, "domain_id"),
             self.region.opts.default_quota,
@@ -1696,7 +1724,11 @@ impl Model for Secgroups {
         Ok(())
     }
 
-    async fn delete(&self, _ctx: &Ctx, mut obj: Row, _q: &Object) -> Result<Row> {
+    async fn delete(&self, ctx: &Ctx, mut obj: Row, _q: &Object) -> Result<Row> {
+        // --- public cloud (crate::cloud::ops) ---
+        if let Some(done) = crate::cloud::ops::delete(&self.region, ctx, &SECGROUPS, &obj).await? {
+            return Ok(done);
+        }
         let id = s(&obj, "id");
         let db = &self.region.db;
         let mut tx = db.begin().await?;
@@ -1767,6 +1799,21 @@ impl Model for Secgrouprules {
             }
         }
         Ok(())
+    }
+
+    // Rules of a public-cloud group go to the cloud (crate::cloud::ops).
+    async fn post_create(&self, ctx: &Ctx, rows: &[Row], _input: &Object) -> Result<()> {
+        for r in rows {
+            crate::cloud::ops::rules_changed(&self.region, ctx, &s(r, "secgroup_id")).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, ctx: &Ctx, obj: Row, q: &Object) -> Result<Row> {
+        let sg = s(&obj, "secgroup_id");
+        let out = cloudpods_rest::generic::delete_row(self, ctx, obj, q).await?;
+        crate::cloud::ops::rules_changed(&self.region, ctx, &sg).await?;
+        Ok(out)
     }
 
     async fn validate_create(&self, ctx: &Ctx, row: &mut Row, input: &Object) -> Result<()> {
@@ -1914,12 +1961,12 @@ impl Eips {
                     async move {
                         r.insert("ip_addr".into(), json!(addr));
                         let db = &region.db;
-                        let mut tx = db.begin().await?;
+                        let mut tx = crate::quota::begin(db, &s(&r, "tenant_id")).await?;
                         let mut add = crate::quota::nothing();
                         add.eip = 1;
                         if let Some(msg) = crate::quota::check_owner(
+                            db,
                             &mut tx,
-                            db.dialect(),
                             &s(&r, "tenant_id"),
                             &s(&r, "domain_id"),
                             region.opts.default_quota,
@@ -2002,9 +2049,9 @@ impl Eips {
             )));
         }
         let db = &self.region.db;
-        let mut tx = db.begin().await?;
+        let mut tx = crate::quota::begin(db, &s(obj, "tenant_id")).await?;
         // Serialise associations within the project (one EIP per server).
-        crate::quota::lock(&mut tx, &s(obj, "tenant_id")).await?;
+        crate::quota::lock(db, &mut tx, &s(obj, "tenant_id")).await?;
         let mut q = Sql::new(
             "SELECT COUNT(*) FROM `elasticips_tbl` WHERE `deleted` = 0 AND `associate_id` = ",
         );
@@ -2102,6 +2149,8 @@ impl Model for Eips {
         _scope: Scope,
         conds: &mut Vec<Sql>,
     ) -> Result<()> {
+        // brand / provider / cloud_env (crate::cloud).
+        crate::cloud::brand_filter(&EIPS, q, conds);
         if let Some(n) = get_str(q, "network") {
             let net = find_visible(&self.region, ctx, &NETWORKS, &n).await?;
             conds.push(crud::eq("network_id", s(&net, "id")));
@@ -2121,6 +2170,7 @@ impl Model for Eips {
     }
 
     async fn details(&self, _ctx: &Ctx, rows: &mut [Row], _q: &Object) -> Result<()> {
+        crate::cloud::brand_details(&self.region.db, &EIPS, rows).await?;
         let db = &self.region.db;
         let net_ids: Vec<String> = rows.iter().map(|r| s(r, "network_id")).collect();
         let nets = store::by_id(db, &NETWORKS, &net_ids).await?;
@@ -2142,6 +2192,10 @@ impl Model for Eips {
     }
 
     async fn validate_create(&self, ctx: &Ctx, row: &mut Row, input: &Object) -> Result<()> {
+        // --- public cloud (crate::cloud::ops) ---
+        if crate::cloud::ops::prepare_create(&self.region, ctx, &EIPS, row, input).await? {
+            return Ok(());
+        }
         if let Some(bw) = get_i64(input, "bandwidth")?
             && !(0..=100_000).contains(&bw)
         {
@@ -2171,6 +2225,10 @@ impl Model for Eips {
     }
 
     async fn create(&self, ctx: &Ctx, rows: Vec<Row>, input: &Object) -> Result<Vec<Row>> {
+        // --- public cloud (crate::cloud::ops) ---
+        if let Some(done) = crate::cloud::ops::create(&self.region, ctx, &EIPS, &rows).await? {
+            return Ok(done);
+        }
         let ip = get_str_any(input, &["ip", "ip_addr"]);
         if ip.is_some() && rows.len() > 1 {
             return Err(HttpError::input(
@@ -2223,13 +2281,23 @@ impl Model for Eips {
         Ok(())
     }
 
-    async fn delete(&self, _ctx: &Ctx, mut obj: Row, _q: &Object) -> Result<Row> {
+    async fn delete(&self, ctx: &Ctx, mut obj: Row, _q: &Object) -> Result<Row> {
+        // --- public cloud (crate::cloud::ops) ---
+        if let Some(done) = crate::cloud::ops::delete(&self.region, ctx, &EIPS, &obj).await? {
+            return Ok(done);
+        }
         self.release(&obj).await?;
         obj.insert("deleted".into(), json!(true));
         Ok(obj)
     }
 
     async fn perform(&self, ctx: &Ctx, obj: Row, action: &str, input: Object) -> Result<Value> {
+        // --- public cloud (crate::cloud::ops) ---
+        if let Some(v) =
+            crate::cloud::ops::perform_eip(&self.region, ctx, &obj, action, &input).await?
+        {
+            return Ok(v);
+        }
         match action {
             "associate" => self.associate(ctx, &obj, &input).await?,
             "dissociate" => self.dissociate(&obj).await?,

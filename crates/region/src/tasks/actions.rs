@@ -404,10 +404,10 @@ async fn change_config(region: &Arc<Region>, ctx: &Ctx, obj: &Row, input: &Objec
     more.memory = (mem - old_mem).max(0);
     more.storage = extra_storage;
     let db = &region.db;
-    let mut tx = db.begin().await?;
+    let mut tx = crate::quota::begin(db, &s(obj, "tenant_id")).await?;
     if let Some(msg) = crate::quota::check(
+        db,
         &mut tx,
-        db.dialect(),
         &s(obj, "tenant_id"),
         region.opts.default_quota,
         &more,
@@ -1214,17 +1214,11 @@ async fn disk_snapshot(region: &Arc<Region>, ctx: &Ctx, obj: &Row, input: &Objec
     crud::prepare_insert(&SNAPSHOTS, &mut snap);
     let prev = s(obj, "status");
     let db = &region.db;
-    let mut tx = db.begin().await?;
+    let mut tx = crate::quota::begin(db, &tenant).await?;
     let mut more = crate::quota::nothing();
     more.snapshot = 1;
-    if let Some(msg) = crate::quota::check(
-        &mut tx,
-        db.dialect(),
-        &tenant,
-        region.opts.default_quota,
-        &more,
-    )
-    .await?
+    if let Some(msg) =
+        crate::quota::check(db, &mut tx, &tenant, region.opts.default_quota, &more).await?
     {
         return Err(HttpError::out_of_quota(msg));
     }

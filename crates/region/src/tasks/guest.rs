@@ -1070,7 +1070,13 @@ impl TaskDef for Delete {
                         .await
                         .map_err(cloudpods_db::DbError::from)?;
                 }
+                let host = crud::get(r.db.read(), &GUESTS, &t.obj_id)
+                    .await?
+                    .map(|g| s(&g, "host_id"));
                 crud::delete(r.db.write(), &GUESTS, &t.obj_id).await?;
+                if let Some(h) = host {
+                    r.scheduler().invalidate_host(&h);
+                }
                 cloudpods_rest::metadata::clear(&r.db, "server", &t.obj_id)
                     .await
                     .map_err(|e| TaskError(e.details))?;
