@@ -10,8 +10,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use cloud_aws_common::*;
-use cloudpods_cloudprovider::testkit::Moto;
 use cloudpods_cloudprovider::RegionDriver;
+use cloudpods_cloudprovider::testkit::Moto;
 use common::*;
 use serde_json::json;
 

@@ -10,9 +10,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use cloud_aws_common::*;
+use cloudpods_cloudprovider::ProviderConfig;
 use cloudpods_cloudprovider::aws::AwsProvider;
 use cloudpods_cloudprovider::testkit::{Fault, FaultProxy, Moto, Rule};
-use cloudpods_cloudprovider::ProviderConfig;
 use common::*;
 use serde_json::{Value, json};
 
