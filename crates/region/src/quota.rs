@@ -254,7 +254,7 @@ pub async fn set_limits(
 
 /// Lock the project's quota row for the rest of `tx` (MySQL row lock;
 /// SQLite already serialises writers). Start `tx` with [`begin`].
-pub async fn lock(_db: &Db, tx: &mut DbTx, scope_id: &str) -> Result<(), cloudpods_db::DbError> {
+pub async fn lock(tx: &mut DbTx, scope_id: &str) -> Result<(), cloudpods_db::DbError> {
     let mut q = Sql::new(
         "UPDATE `quotas_tbl` SET `update_version` = `update_version` + 1 WHERE `scope_type` = 'project' AND `scope_id` = ",
     );
@@ -343,7 +343,7 @@ pub async fn check_owner(
     add: &Usage,
 ) -> Result<Option<String>, cloudpods_db::DbError> {
     let dialect = db.dialect();
-    lock(db, tx, project_id).await?;
+    lock(tx, project_id).await?;
     let l = effective_limits(&mut **tx, "project", project_id, default).await?;
     let u = usage(tx, dialect, "project", project_id).await?;
     if let Some(msg) = exceeded("project", &l, &u, add) {
@@ -364,13 +364,12 @@ pub async fn check_owner(
 /// Keypairs belong to users: the count of the user's keypairs is checked
 /// against the keypair limit of the project the user works in.
 pub async fn check_keypair(
-    db: &Db,
     tx: &mut DbTx,
     project_id: &str,
     user_id: &str,
     default: Limits,
 ) -> Result<Option<String>, cloudpods_db::DbError> {
-    lock(db, tx, project_id).await?;
+    lock(tx, project_id).await?;
     let l = effective_limits(&mut **tx, "project", project_id, default).await?;
     if l.keypair < 0 {
         return Ok(None);

@@ -1303,7 +1303,6 @@ impl Model for Keypairs {
         if let Some(project) = caller_project(ctx) {
             for _ in &rows {
                 if let Some(msg) = crate::quota::check_keypair(
-                    db,
                     &mut tx,
                     project,
                     ctx.user_id(),
@@ -1548,7 +1547,7 @@ pub async fn ensure_default_secgroup(
         return Ok(s(r, "id"));
     }
     let mut tx = crate::quota::begin(&region.db, tenant_id).await?;
-    crate::quota::lock(&region.db, &mut tx, tenant_id).await?;
+    crate::quota::lock(&mut tx, tenant_id).await?;
     if let Some(r) = find_default(&mut *tx, tenant_id).await?.first() {
         return Ok(s(r, "id"));
     }
@@ -2051,7 +2050,7 @@ impl Eips {
         let db = &self.region.db;
         let mut tx = crate::quota::begin(db, &s(obj, "tenant_id")).await?;
         // Serialise associations within the project (one EIP per server).
-        crate::quota::lock(db, &mut tx, &s(obj, "tenant_id")).await?;
+        crate::quota::lock(&mut tx, &s(obj, "tenant_id")).await?;
         let mut q = Sql::new(
             "SELECT COUNT(*) FROM `elasticips_tbl` WHERE `deleted` = 0 AND `associate_id` = ",
         );
