@@ -1,4 +1,5 @@
-//! `cloudpods host`: the host agent as its own process.
+//! The host agent: `cloudpods host` as its own process on each hypervisor,
+//! or inside `cloudpods all-in-one --with-host` for a single-node cloud.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,7 +32,7 @@ pub struct HostArgs {
     #[arg(long = "wire")]
     pub wires: Vec<String>,
     /// Agent port (0 = any free port).
-    #[arg(long, default_value_t = 8885)]
+    #[arg(long = "agent-port", alias = "port", default_value_t = 8885)]
     pub port: u16,
     /// CPUs, memory and local storage to report (default: the machine's;
     /// 32 CPUs, 128 GiB, 2 TiB when simulating).
@@ -68,21 +69,80 @@ pub struct HostArgs {
     /// Keep simulated state here across agent restarts.
     #[arg(long)]
     pub sim_state: Option<PathBuf>,
-    /// Write the agent URL and host id here (JSON) when registered.
+    /// CPU model for every guest's `-cpu` (default: `host` under KVM,
+    /// QEMU's default under TCG).
     #[arg(long)]
-    pub ready_file: Option<PathBuf>,
+    pub cpu_model: Option<String>,
 }
 
-pub async fn run(cfg: Config, args: HostArgs) -> anyhow::Result<()> {
-    let storage_path = args
-        .storage_path
-        .clone()
-        .unwrap_or_else(|| cfg.data_dir.join("disks"));
+/// A running agent: its HTTP server, heartbeat and guest watcher.
+pub struct HostAgent {
+    pub host_id: String,
+    pub storage_id: String,
+    pub manager_uri: String,
+    pub mode: String,
+    pub name: String,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl HostAgent {
+    /// Serve until the HTTP server fails or SIGINT.
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        tokio::select! {
+            r = &mut self.server => { r??; }
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        self.stop();
+        Ok(())
+    }
+
+    /// Stop serving. Guests keep running: the next agent re-adopts them.
+    pub fn stop(&self) {
+        self.server.abort();
+        for t in &self.background {
+            t.abort();
+        }
+    }
+
+    pub fn ready_doc(&self) -> serde_json::Value {
+        serde_json::json!({"host_id": self.host_id, "storage_id": self.storage_id,
+                           "manager_uri": self.manager_uri, "name": self.name, "mode": self.mode})
+    }
+}
+
+/// `cloudpods host`: log in with the `OS_*` credentials and run the agent.
+pub async fn run(cfg: Config, args: HostArgs, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
     let sdk = cloudpods_sdk::Config::from_env()
         .map_err(|e| anyhow::anyhow!("OS_* credentials are needed to register: {e}"))?;
     let client = cloudpods_sdk::Client::new(sdk)
         .await
         .map_err(|e| anyhow::anyhow!("logging in: {e}"))?;
+    let agent = start(&cfg, &args, client, false).await?;
+    println!(
+        "host {} registered as {} (agent {}, {})",
+        agent.name, agent.host_id, agent.manager_uri, agent.mode
+    );
+    if let Some(path) = &ready_file {
+        let mut doc = agent.ready_doc();
+        doc["pid"] = serde_json::json!(std::process::id());
+        std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
+    }
+    agent.wait().await
+}
+
+/// Start an agent that calls the region as `client`. With
+/// `create_topology` (all-in-one), a missing zone or wire is created.
+pub async fn start(
+    cfg: &Config,
+    args: &HostArgs,
+    client: cloudpods_sdk::Client,
+    create_topology: bool,
+) -> anyhow::Result<HostAgent> {
+    let storage_path = args
+        .storage_path
+        .clone()
+        .unwrap_or_else(|| cfg.data_dir.join("disks"));
 
     let (driver, cpu, cpu_desc, mem_mb, storage_mb, mode): (Arc<dyn Driver>, _, _, _, _, _) =
         if args.simulate {
@@ -130,6 +190,7 @@ pub async fn run(cfg: Config, args: HostArgs) -> anyhow::Result<()> {
             };
             opts.vnc_host = cfg.catalog_host();
             opts.nft_table = args.nft_table.clone();
+            opts.cpu_model = args.cpu_model.clone();
             let d = QemuDriver::new(opts, images).map_err(|e| anyhow::anyhow!("{e}"))?;
             let mode = format!("qemu/{}", d.accel().name());
             (
@@ -176,47 +237,79 @@ pub async fn run(cfg: Config, args: HostArgs) -> anyhow::Result<()> {
         storage_path: storage_path.display().to_string(),
         manager_uri: manager_uri.clone(),
         access_ip: host_ip,
+        create_topology,
     };
-    let reg = register(&client, &spec)
-        .await
-        .map_err(|e| anyhow::anyhow!("registering with the region: {e}"))?;
-    let _hb = spawn_heartbeat(
+    let reg = match register(&client, &spec).await {
+        Ok(r) => r,
+        Err(e) => {
+            // Do not leave the agent's port open behind the error.
+            server.abort();
+            anyhow::bail!("registering with the region: {e}");
+        }
+    };
+    let hb = spawn_heartbeat(
         client.clone(),
         reg.host_id.clone(),
         Duration::from_secs(args.ping_seconds.max(1)),
     );
-    let _watch = spawn_watch(
+    let watch = spawn_watch(
         client.clone(),
         driver.clone(),
+        reg.host_id.clone(),
+        cfg.data_dir.join("image_cache").display().to_string(),
         Duration::from_secs(args.ping_seconds.max(1)),
     );
-    println!(
-        "host {name} registered as {} (agent {manager_uri}, {mode})",
-        reg.host_id
-    );
-    if let Some(path) = &args.ready_file {
-        let doc = serde_json::json!({"host_id": reg.host_id, "storage_id": reg.storage_id, "manager_uri": manager_uri, "pid": std::process::id()});
-        std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
-    }
-    tokio::select! {
-        r = server => { r??; }
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    Ok(())
+    Ok(HostAgent {
+        host_id: reg.host_id,
+        storage_id: reg.storage_id,
+        manager_uri,
+        mode,
+        name,
+        server,
+        background: vec![hb, watch],
+    })
 }
 
 /// With each heartbeat, guests whose status changed on their own (a QEMU
-/// that died, a guest that powered itself off) are synced by the region.
+/// that died, a guest that powered itself off) are synced by the region,
+/// and the image cache is reported when it changed (`storagecachedimages`).
 fn spawn_watch(
     client: cloudpods_sdk::Client,
     driver: Arc<dyn Driver>,
+    host_id: String,
+    cache_path: String,
     every: Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let servers = client.resource("compute_v2", "server", "servers");
+        let hosts = client.resource("compute_v2", "host", "hosts");
+        let mut reported: Option<serde_json::Value> = None;
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
+            let cache = driver.cached_images().await;
+            let images: Vec<serde_json::Value> = cache["images"]
+                .as_array()
+                .map(|l| {
+                    l.iter()
+                        .map(|i| {
+                            serde_json::json!({"id": i["id"], "name": i["name"],
+                                               "size": i["size"], "path": i["path"]})
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let report = serde_json::json!({"path": cache_path, "images": images});
+            if reported.as_ref() != Some(&report) {
+                let body = report.as_object().cloned().unwrap_or_default();
+                match hosts
+                    .perform_action(&host_id, "sync-image-cache", body)
+                    .await
+                {
+                    Ok(_) => reported = Some(report),
+                    Err(e) => tracing::warn!(error = %e, "reporting the image cache failed"),
+                }
+            }
             for (id, status) in driver.changed().await {
                 tracing::info!(guest = %id, %status, "guest changed on its own; asking the region to sync");
                 if let Err(e) = servers

@@ -38,6 +38,14 @@ enum Command {
         /// Write the service URLs and admin credentials here (JSON) when ready.
         #[arg(long)]
         ready_file: Option<PathBuf>,
+        /// Also run the host agent in this process: a single-node cloud
+        /// whose guests run on this machine (needs root and QEMU). The
+        /// host options below apply; the zone and wires are created when
+        /// missing (default wire: `wire0` on bridge `br-wire0`).
+        #[arg(long)]
+        with_host: bool,
+        #[command(flatten)]
+        host: hostcmd::HostArgs,
     },
     /// The identity service alone.
     Keystone {
@@ -60,7 +68,13 @@ enum Command {
         ready_file: Option<PathBuf>,
     },
     /// The host agent (registers with the region, runs guests).
-    Host(hostcmd::HostArgs),
+    Host {
+        #[command(flatten)]
+        args: hostcmd::HostArgs,
+        /// Write the agent URL and host id here (JSON) when registered.
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
+    },
     /// Rotate the Fernet token keys (staged key becomes primary).
     FernetRotate,
     /// Print the version.
@@ -105,16 +119,24 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async move {
         match cli.command {
-            Command::AllInOne { ready_file } => run::run(cfg, run::ALL, ready_file).await,
+            Command::AllInOne {
+                ready_file,
+                with_host,
+                host,
+            } => run::run(cfg, run::ALL, ready_file, with_host.then_some(host)).await,
             Command::Keystone { ready_file } => {
-                run::run(cfg, &[run::Role::Keystone], ready_file).await
+                run::run(cfg, &[run::Role::Keystone], ready_file, None).await
             }
-            Command::Region { ready_file } => run::run(cfg, &[run::Role::Region], ready_file).await,
+            Command::Region { ready_file } => {
+                run::run(cfg, &[run::Role::Region], ready_file, None).await
+            }
             Command::Scheduler { ready_file } => {
-                run::run(cfg, &[run::Role::Scheduler], ready_file).await
+                run::run(cfg, &[run::Role::Scheduler], ready_file, None).await
             }
-            Command::Glance { ready_file } => run::run(cfg, &[run::Role::Glance], ready_file).await,
-            Command::Host(args) => hostcmd::run(cfg, args).await,
+            Command::Glance { ready_file } => {
+                run::run(cfg, &[run::Role::Glance], ready_file, None).await
+            }
+            Command::Host { args, ready_file } => hostcmd::run(cfg, args, ready_file).await,
             Command::FernetRotate => run::fernet_rotate(cfg).await,
             Command::Bench(BenchKind::Identity(args)) => bench::identity(args).await,
             Command::Bench(BenchKind::Region(args)) => bench::region(args).await,

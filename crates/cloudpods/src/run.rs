@@ -462,8 +462,23 @@ async fn remote_verifier(cfg: &Config) -> anyhow::Result<Arc<dyn TokenVerifier>>
 }
 
 /// Start the given services and serve until SIGINT/SIGTERM.
-pub async fn run(cfg: Config, roles: &[Role], ready_file: Option<PathBuf>) -> anyhow::Result<()> {
+pub async fn run(
+    cfg: Config,
+    roles: &[Role],
+    ready_file: Option<PathBuf>,
+    host: Option<crate::hostcmd::HostArgs>,
+) -> anyhow::Result<()> {
     let started = start(&cfg, roles).await?;
+    let agent = match host {
+        Some(args) => match start_host(&cfg, &started, args).await {
+            Ok(a) => Some(a),
+            Err(e) => {
+                started.stop().await;
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     let admin_password = started.admin_password.clone();
     let keystone_url = started.url(Role::Keystone).map(str::to_string);
     let rc_path = cfg.data_dir.join("rc_admin");
@@ -506,6 +521,12 @@ pub async fn run(cfg: Config, roles: &[Role], ready_file: Option<PathBuf>) -> an
         ),
         None => {}
     }
+    if let Some(a) = &agent {
+        println!(
+            "  host:      {} {} ({}, {})",
+            a.name, a.host_id, a.manager_uri, a.mode
+        );
+    }
     println!("ready in {:.2} s", elapsed.as_secs_f64());
     tracing::info!(elapsed_ms = elapsed.as_millis() as u64, "ready");
 
@@ -524,14 +545,59 @@ pub async fn run(cfg: Config, roles: &[Role], ready_file: Option<PathBuf>) -> an
             "admin_project": bootstrap::SYSTEM_PROJECT,
             "region": cfg.region_id,
             "startup_seconds": elapsed.as_secs_f64(),
+            "host": agent.as_ref().map(|a| a.ready_doc()),
         });
         write_private(&path, &serde_json::to_string_pretty(&doc)?)?;
     }
 
     shutdown_signal().await;
     tracing::info!("shutting down");
+    if let Some(a) = &agent {
+        a.stop();
+    }
     started.stop().await;
     Ok(())
+}
+
+/// The service account the in-process host agent logs in as.
+const HOST_AGENT_USER: &str = "hostagent";
+
+/// Run the host agent inside all-in-one, logged in as its own service
+/// account (password kept in the data dir, mode 0600).
+async fn start_host(
+    cfg: &Config,
+    started: &Started,
+    mut args: crate::hostcmd::HostArgs,
+) -> anyhow::Result<crate::hostcmd::HostAgent> {
+    let Some(auth_url) = started.url(Role::Keystone) else {
+        anyhow::bail!("--with-host needs keystone in this process");
+    };
+    if started.region.is_none() {
+        anyhow::bail!("--with-host needs the region in this process");
+    }
+    let secret_path = cfg.data_dir.join("host-agent.secret");
+    let password = match std::fs::read_to_string(&secret_path) {
+        Ok(p) if !p.trim().is_empty() => p.trim().to_string(),
+        _ => {
+            let p = bootstrap::generate_password();
+            write_private(&secret_path, &p)?;
+            p
+        }
+    };
+    bootstrap::ensure_service_user(&started.db, HOST_AGENT_USER, &password)
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the host agent's account: {e}"))?;
+    let sdk = cloudpods_sdk::Config::new(auth_url)
+        .with_password(HOST_AGENT_USER, &password)
+        .with_project(bootstrap::SYSTEM_PROJECT)
+        .with_region(&cfg.region_id);
+    let client = cloudpods_sdk::Client::new(sdk)
+        .await
+        .map_err(|e| anyhow::anyhow!("host agent login: {e}"))?;
+    if args.wires.is_empty() {
+        args.wires.push("wire0".into());
+    }
+    crate::hostcmd::start(cfg, &args, client, true).await
 }
 
 async fn shutdown_signal() {

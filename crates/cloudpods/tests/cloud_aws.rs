@@ -282,6 +282,22 @@ async fn account_sync_and_servers_through_the_api() {
     d.raw("DeleteSubnet", &[("SubnetId", &subnet2)])
         .await
         .unwrap();
+    // A loose volume appears (the incremental view lists unattached
+    // volumes every run).
+    let vol = d
+        .raw(
+            "CreateVolume",
+            &[("AvailabilityZone", "us-east-1a"), ("Size", "5")],
+        )
+        .await
+        .unwrap();
+    let vol = vol
+        .split("<volumeId>")
+        .nth(1)
+        .and_then(|t| t.split("</volumeId>").next())
+        .unwrap_or_default()
+        .to_string();
+    assert!(vol.starts_with("vol-"), "{vol}");
     let n = acc["sync_count"].as_i64().unwrap_or(0);
     let (ok, out, err) = p.climc(&["cloud-account-sync", "aws1", "--wait"]);
     assert!(ok, "{out}{err}");
@@ -301,6 +317,11 @@ async fn account_sync_and_servers_through_the_api() {
         d.vm(&seeded[2]).await
     );
     assert_eq!(total(&api, &format!("{r}/servers?brand=Aws")).await, 3);
+    assert_eq!(
+        total(&api, &format!("{r}/disks?external_id={vol}")).await,
+        1,
+        "{acc}"
+    );
     assert_eq!(
         total(&api, &format!("{r}/networks?external_id={subnet2}")).await,
         0

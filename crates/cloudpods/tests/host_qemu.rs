@@ -1,6 +1,7 @@
-//! The whole platform with real guests: all-in-one (keystone, region,
-//! scheduler, glance) plus `cloudpods host` running QEMU (TCG when KVM is
-//! not usable). The test image from `scripts/build-test-image` is uploaded
+//! The whole platform with real guests: `cloudpods all-in-one --with-host`
+//! (keystone, region, scheduler, glance and the host agent in one process),
+//! or all-in-one plus `cloudpods host` as its own process, running QEMU
+//! (TCG when KVM is not usable). The test image from `scripts/build-test-image` is uploaded
 //! to glance, a network created, and `climc server-create --auto-start`
 //! boots a guest whose serial console shows the marker, the hostname from
 //! the API and the IP the region allocated.
@@ -54,11 +55,13 @@ fn rand16() -> u16 {
     ((n >> 8) as u16) ^ (std::process::id() as u16)
 }
 
-/// A real host agent process; on drop it is killed, and its guests, taps,
-/// bridge and nftables table are removed.
+/// A real host agent — its own process, or inside all-in-one (`child` is
+/// then `None` and `data` the platform's data dir); on drop the process is
+/// killed, and its guests, taps, bridge and nftables table are removed.
 struct RealHost {
     child: Option<Child>,
     dir: tempfile::TempDir,
+    data: PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
     host_id: String,
@@ -98,9 +101,11 @@ impl RealHost {
         ];
         let mut env = p.climc_env();
         env.push(("OS_ENDPOINT_TYPE".into(), "public".into()));
+        let data = dir.path().join("d");
         let mut h = RealHost {
             child: None,
             dir,
+            data,
             args,
             env,
             host_id: String::new(),
@@ -113,11 +118,28 @@ impl RealHost {
     }
 
     fn data(&self) -> PathBuf {
-        self.dir.path().join("d")
+        self.data.clone()
     }
 
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("host.log")).unwrap_or_default()
+    }
+
+    /// The agent inside `p` (started with [`in_process_args`]).
+    fn in_process(p: &Platform, tag: u16) -> RealHost {
+        let h = &p.ready["host"];
+        assert!(h.is_object(), "no host in the ready file: {}", p.ready);
+        RealHost {
+            child: None,
+            dir: tempfile::Builder::new().prefix("cph").tempdir().unwrap(),
+            data: p.data_dir(),
+            args: Vec::new(),
+            env: Vec::new(),
+            host_id: h["host_id"].as_str().unwrap_or_default().into(),
+            manager_uri: h["manager_uri"].as_str().unwrap_or_default().into(),
+            bridge: format!("cpbr{tag:04x}"),
+            table: format!("cpt{tag:04x}"),
+        }
     }
 
     fn spawn(&mut self) {
@@ -211,7 +233,7 @@ fn procs_matching(needle: &str, prefix: &str) -> usize {
 impl Drop for RealHost {
     fn drop(&mut self) {
         self.kill();
-        let needle = self.dir.path().display().to_string();
+        let needle = self.data.display().to_string();
         if let Ok(rd) = std::fs::read_dir("/proc") {
             for e in rd.flatten() {
                 let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
@@ -256,9 +278,48 @@ struct Cloud {
     prefix: String,
 }
 
+/// `all-in-one --with-host` arguments: its own bridge and nftables table.
+fn in_process_args(tag: u16, ping_seconds: u64) -> Vec<String> {
+    [
+        "--with-host",
+        "--agent-port",
+        "0",
+        "--name",
+        &format!("aio-host-{tag:04x}"),
+        "--wire",
+        &format!("wire0:cpbr{tag:04x}"),
+        "--nft-table",
+        &format!("cpt{tag:04x}"),
+        "--storage-gb",
+        "64",
+        "--ping-seconds",
+        &ping_seconds.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// All-in-one with the host agent in the same process, the test image in
+/// glance, and a network on `wire0` (zone0 and wire0 come from the
+/// agent's registration).
+async fn single_node(ping_seconds: u64) -> (Cloud, RealHost) {
+    let tag = rand16();
+    let p = Platform::start_with(Opts {
+        command_args: in_process_args(tag, ping_seconds),
+        ..Default::default()
+    });
+    let h = RealHost::in_process(&p, tag);
+    let c = cloud_on(p, false).await;
+    (c, h)
+}
+
 /// All-in-one, the test image in glance, and a network on `wire0`.
 async fn cloud() -> Cloud {
-    let p = Platform::start();
+    cloud_on(Platform::start(), true).await
+}
+
+async fn cloud_on(p: Platform, create_wire: bool) -> Cloud {
     let admin = p.admin().await;
     let image = test_image();
     let (ok, out, err) = p.climc(&[
@@ -281,20 +342,21 @@ async fn cloud() -> Cloud {
     let r = p.region_url();
     let tag = rand16();
     let prefix = format!("10.{}.{}", 100 + (tag >> 8) % 100, tag & 0xff);
-    for (url, body) in [
-        (format!("{r}/zones"), json!({"zone": {"name": "zone0"}})),
-        (
+    let mut creates = Vec::new();
+    if create_wire {
+        creates.push((format!("{r}/zones"), json!({"zone": {"name": "zone0"}})));
+        creates.push((
             format!("{r}/wires"),
             json!({"wire": {"name": "wire0", "zone": "zone0"}}),
-        ),
-        (
+        ));
+    }
+    for (url, body) in creates.into_iter().chain([(
             format!("{r}/networks"),
             json!({"network": {"name": "net0", "wire": "wire0",
                    "guest_ip_start": format!("{prefix}.10"), "guest_ip_end": format!("{prefix}.200"),
                    "guest_ip_mask": 24, "guest_gateway": format!("{prefix}.1"),
                    "is_public": true, "public_scope": "system"}}),
-        ),
-    ] {
+        )]) {
         let resp = admin.post(&url, body).await;
         assert_eq!(resp.status, 200, "{url}: {resp:?}");
     }
@@ -330,8 +392,7 @@ async fn climc_server_create_boots_a_networked_guest_and_delete_leaves_nothing()
     if !can_run() {
         return;
     }
-    let c = cloud().await;
-    let h = RealHost::start(&c.p, "wire0", 2);
+    let (c, h) = single_node(2).await;
     let disk = format!("1g:{}", c.image_id);
     let (ok, out, err) = c.p.climc(&[
         "server-create",
@@ -423,8 +484,7 @@ async fn five_guests_at_once_download_the_image_once() {
     if !can_run() {
         return;
     }
-    let c = cloud().await;
-    let h = RealHost::start(&c.p, "wire0", 2);
+    let (c, h) = single_node(2).await;
     let disk = format!("1g:{}", c.image_id);
     let (ok, out, err) = c.p.climc(&[
         "server-create",

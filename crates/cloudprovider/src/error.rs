@@ -3,7 +3,7 @@
 /// Messages carry the cloud's code and message, never credentials: request
 /// URLs hold no secret (SigV4 puts the signature in a header) and the
 /// secret is never formatted.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CloudError {
     /// The resource does not exist (any more).
     #[error("{0} not found")]

@@ -164,6 +164,20 @@ pub trait RegionDriver: Send + Sync {
     async fn storages(&self, zones: &[Zone]) -> Result<Vec<Storage>>;
     async fn vms(&self) -> Result<Vec<Vm>>;
     async fn disks(&self) -> Result<Vec<Disk>>;
+    /// Every instance's id and status, without details: far cheaper than
+    /// [`RegionDriver::vms`], so incremental syncs compare it with what
+    /// they listed last and fetch only what is new or changed.
+    async fn vm_states(&self) -> Result<Vec<(String, String)>> {
+        Err(CloudError::NotSupported("instance states".into()))
+    }
+    /// These instances (ids the cloud no longer has are left out).
+    async fn vms_by_ids(&self, _ids: &[String]) -> Result<Vec<Vm>> {
+        Err(CloudError::NotSupported("instances by id".into()))
+    }
+    /// The volumes matching `filter`.
+    async fn disks_where(&self, _filter: &DiskFilter) -> Result<Vec<Disk>> {
+        Err(CloudError::NotSupported("filtered volumes".into()))
+    }
     async fn eips(&self) -> Result<Vec<Eip>>;
     /// Images owned by the account.
     async fn images(&self) -> Result<Vec<Image>>;

@@ -223,3 +223,14 @@ pub struct CreateNetwork {
     pub zone_id: String,
     pub cidr: String,
 }
+
+/// Which volumes [`crate::RegionDriver::disks_where`] lists.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DiskFilter {
+    /// Attached to one of these instances.
+    AttachedTo(Vec<String>),
+    /// Not attached to anything (creating, available, deleting, error).
+    Unattached,
+    /// These volumes (ids the cloud no longer has are left out).
+    Ids(Vec<String>),
+}

@@ -122,6 +122,8 @@ pub struct LaunchSpec<'a> {
     pub vnc_listen: &'a str,
     pub vnc_port: u16,
     pub seed: Option<&'a Path>,
+    /// The agent's `-cpu` when the desc names none.
+    pub default_cpu_model: Option<&'a str>,
 }
 
 /// The QEMU arguments.
@@ -138,6 +140,7 @@ pub fn qemu_args(s: &LaunchSpec<'_>) -> Result<Vec<String>, DriverError> {
     let cpu_model = d["cpu_model"]
         .as_str()
         .filter(|m| !m.is_empty())
+        .or(s.default_cpu_model)
         .unwrap_or(match s.accel {
             Accel::Kvm => "host",
             Accel::Tcg => "qemu64",
@@ -309,6 +312,7 @@ mod tests {
             vnc_listen: "127.0.0.1",
             vnc_port: 5907,
             seed: None,
+            default_cpu_model: None,
         })
         .unwrap();
         let line = args.join(" ");

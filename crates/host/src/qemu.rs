@@ -49,6 +49,9 @@ pub struct QemuOptions {
     pub nft_table: String,
     /// How long a QEMU gets to come up (its QMP socket answering).
     pub start_timeout: Duration,
+    /// `-cpu` for guests whose desc names none (`None`: `host` under KVM,
+    /// `qemu64` under TCG).
+    pub cpu_model: Option<String>,
 }
 
 impl QemuOptions {
@@ -63,6 +66,7 @@ impl QemuOptions {
             vnc_host: "127.0.0.1".into(),
             nft_table: "cloudpods".into(),
             start_timeout: Duration::from_secs(30),
+            cpu_model: None,
         }
     }
 }
@@ -333,6 +337,7 @@ impl QemuDriver {
             vnc_listen: &self.opts.vnc_listen,
             vnc_port,
             seed: seed.exists().then_some(seed.as_path()),
+            default_cpu_model: self.opts.cpu_model.as_deref(),
         })?;
         let script = launch::startvm_script(&self.opts.qemu, &args, &p);
         write_atomic(&p.startvm(), &script)?;

@@ -19,6 +19,9 @@ pub struct HostSpec {
     pub storage_path: String,
     pub manager_uri: String,
     pub access_ip: String,
+    /// Create the zone and wires when missing (a single-node all-in-one
+    /// cloud on its first start); otherwise they must exist.
+    pub create_topology: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -33,6 +36,18 @@ fn obj(v: Value) -> Map<String, Value> {
 
 /// Create or update the host, its local storage and its wire attachments.
 pub async fn register(client: &Client, spec: &HostSpec) -> Result<Registered, SdkError> {
+    if spec.create_topology {
+        ensure_named(client, "zone", "zones", obj(json!({"name": spec.zone}))).await?;
+        for (wire, _) in &spec.wires {
+            ensure_named(
+                client,
+                "wire",
+                "wires",
+                obj(json!({"name": wire, "zone": spec.zone})),
+            )
+            .await?;
+        }
+    }
     let hosts = client.resource("compute_v2", "host", "hosts");
     let body = obj(json!({
         "name": spec.name,
@@ -108,6 +123,31 @@ pub async fn register(client: &Client, spec: &HostSpec) -> Result<Registered, Sd
         host_id,
         storage_id,
     })
+}
+
+/// Create a resource by name unless it exists.
+async fn ensure_named(
+    client: &Client,
+    keyword: &str,
+    plural: &str,
+    body: Map<String, Value>,
+) -> Result<(), SdkError> {
+    let mgr = client.resource("compute_v2", keyword, plural);
+    let name = body
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    match mgr.get(&name, &Map::new()).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_not_found() => match mgr.create(body, None).await {
+            Ok(_) => Ok(()),
+            // Created meanwhile by someone else.
+            Err(e) if e.is_conflict() => Ok(()),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    }
 }
 
 /// Attach a joint; already attached is fine.

@@ -217,6 +217,57 @@ pub async fn bootstrap(
     })
 }
 
+/// Make `name` a system service account (admin in the system project)
+/// whose password is `password`: created on first use, its password reset
+/// when it differs. In-process services (the host agent of all-in-one)
+/// log in as such an account instead of borrowing the operator's.
+pub async fn ensure_service_user(db: &Db, name: &str, password: &str) -> Result<()> {
+    let d = Some(DEFAULT_DOMAIN_ID);
+    let user = match find_by_name(db, &USERS, name, d).await? {
+        Some(u) => {
+            if !crate::token::verify_password(password, &s(&u, "password_hash")).await {
+                let mut ch = Row::new();
+                ch.insert(
+                    "password_hash".into(),
+                    json!(crate::token::hash_password(password).await?),
+                );
+                ch.insert(
+                    "password_changed_at".into(),
+                    json!(cloudpods_apis::time::now()),
+                );
+                ch.insert("locked_until".into(), Value::Null);
+                crud::update(db.write(), &USERS, &s(&u, "id"), &ch).await?;
+            }
+            u
+        }
+        None => {
+            let hash = crate::token::hash_password(password).await?;
+            ensure(
+                db,
+                &USERS,
+                name,
+                d,
+                json!({"displayname": format!("Service account {name}"), "password_hash": hash,
+                       "password_changed_at": cloudpods_apis::time::now(), "is_system_account": true}),
+            )
+            .await?
+        }
+    };
+    let project = find_by_name(db, &PROJECTS, SYSTEM_PROJECT, d).await?;
+    let role = find_by_name(db, &ROLES, "admin", d).await?;
+    if let (Some(p), Some(r)) = (project, role) {
+        store::add_assignment(
+            db,
+            "UserProject",
+            &s(&user, "id"),
+            &s(&p, "id"),
+            &s(&r, "id"),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Make the catalog say that `service_type` is served at `url` for
 /// `interface` in `region_id` (creating the service, updating the URL).
 pub async fn ensure_endpoint(

@@ -10,6 +10,7 @@ pub mod models;
 pub mod quota;
 pub mod resources;
 pub mod scheduler;
+pub mod storagecache;
 pub mod store;
 pub mod tasks;
 

@@ -219,6 +219,34 @@ pub static HOSTSTORAGES: LazyLock<ModelDesc> = LazyLock::new(|| {
         .build()
 });
 
+/// Where a host keeps the images its disks are based on (Cloudpods
+/// `storagecaches`): one per host with local storage, reported by its agent.
+pub static STORAGECACHES: LazyLock<ModelDesc> = LazyLock::new(|| {
+    infra("storagecache", "storagecaches", "storagecaches_tbl")
+        .status("active")
+        .col(Column::str("path", 512).list())
+        .col(Column::str("master_host", 128).list().indexed())
+        .build()
+});
+
+/// Which images a storage cache holds (Cloudpods `storagecachedimages`):
+/// status `active` once the agent has downloaded and verified the image.
+pub static STORAGECACHEDIMAGES: LazyLock<ModelDesc> = LazyLock::new(|| {
+    joint(
+        "storagecachedimage",
+        "storagecachedimages",
+        "storagecachedimages_tbl",
+    )
+    .col(Column::str("storagecache_id", 128).list().indexed())
+    .col(Column::str("cachedimage_id", 128).list().indexed())
+    .col(Column::str("status", 36).default("active").list())
+    .col(Column::str("path", 512).list())
+    .col(Column::time("last_download").list())
+    .col(Column::bigint("download_refcnt").default(0))
+    .unique(&["storagecache_id", "cachedimage_id"])
+    .build()
+});
+
 /// A host's attachment to a layer-2 wire (Cloudpods `hostwires`): which
 /// bridge and interface carry the wire's guest traffic on that host.
 pub static HOSTWIRES: LazyLock<ModelDesc> = LazyLock::new(|| {
@@ -611,6 +639,8 @@ pub fn all() -> Vec<&'static ModelDesc> {
         &HOSTS,
         &STORAGES,
         &HOSTSTORAGES,
+        &STORAGECACHES,
+        &STORAGECACHEDIMAGES,
         &HOSTWIRES,
         &HOSTNETWORKS,
         &SCHEDTAGS,

@@ -25,18 +25,20 @@ use futures::StreamExt;
 use reqwest::Method;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value, json};
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use crate::client::Client;
 use crate::endpoint::encode_segment;
 use crate::error::{Result, SdkError};
 use crate::resource::{ListResult, ResourceManager};
+use crate::sparse::SparseWriter;
 
 /// Catalog service type of glance.
 pub const IMAGE: &str = "image";
 
-/// Read size for uploads from files.
+/// Read size for uploads from files, write size for downloads.
 const CHUNK: usize = 1 << 20;
+/// Chunks in flight between the network and the file.
+const READ_AHEAD: usize = 4;
 
 /// The image service.
 #[derive(Clone)]
@@ -104,10 +106,8 @@ impl Images {
     where
         F: Fn(u64) + Send + Sync + 'static,
     {
-        let file = tokio::fs::File::open(path)
-            .await
-            .map_err(|e| io_err(path, e))?;
-        let size = file.metadata().await.map_err(|e| io_err(path, e))?.len();
+        let file = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
+        let size = file.metadata().map_err(|e| io_err(path, e))?.len();
         let mut meta = meta.clone();
         meta.insert("size".into(), json!(size));
         self.upload_stream(Method::POST, "/images", file, &meta, progress)
@@ -119,10 +119,8 @@ impl Images {
     where
         F: Fn(u64) + Send + Sync + 'static,
     {
-        let file = tokio::fs::File::open(path)
-            .await
-            .map_err(|e| io_err(path, e))?;
-        let size = file.metadata().await.map_err(|e| io_err(path, e))?.len();
+        let file = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
+        let size = file.metadata().map_err(|e| io_err(path, e))?.len();
         let mut meta = Map::new();
         meta.insert("size".into(), json!(size));
         let p = format!("/images/{}", encode_segment(id));
@@ -134,7 +132,7 @@ impl Images {
         &self,
         method: Method,
         path: &str,
-        file: tokio::fs::File,
+        file: std::fs::File,
         meta: &Map<String, Value>,
         progress: F,
     ) -> Result<Value>
@@ -201,46 +199,63 @@ impl Images {
             )
             .await?;
         let total = resp.content_length();
-        let file = tokio::fs::File::create(dest)
-            .await
-            .map_err(|e| io_err(dest, e))?;
-        // Network chunks are small: batch them into large writes.
-        let mut f = tokio::io::BufWriter::with_capacity(CHUNK, file);
+        let file = std::fs::File::create(dest).map_err(|e| io_err(dest, e))?;
+        // Writes happen on a thread of their own, fed through a short
+        // queue: no hop through the blocking pool per network read, and
+        // the disk applies back-pressure to the download.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(READ_AHEAD);
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut w = SparseWriter::new(file);
+            while let Some(chunk) = rx.blocking_recv() {
+                w.write(&chunk)?;
+            }
+            w.finish(false)
+        });
         let mut stream = resp.bytes_stream();
         let mut pos = 0u64;
-        let mut file_pos = 0u64;
+        let mut gathered = bytes::BytesMut::new();
+        let mut failure = None;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|source| SdkError::Transport {
-                method: "GET".into(),
-                url: p.clone(),
-                source,
-            })?;
-            // Keep sparse images sparse: skip zero runs.
-            if !is_zero(&chunk) {
-                if file_pos != pos {
-                    f.seek(std::io::SeekFrom::Start(pos))
-                        .await
-                        .map_err(|e| io_err(dest, e))?;
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(source) => {
+                    failure = Some(SdkError::Transport {
+                        method: "GET".into(),
+                        url: p.clone(),
+                        source,
+                    });
+                    break;
                 }
-                f.write_all(&chunk).await.map_err(|e| io_err(dest, e))?;
-                file_pos = pos + chunk.len() as u64;
-            }
+            };
             pos += chunk.len() as u64;
             progress(pos, total);
+            if gathered.is_empty() {
+                gathered.reserve(CHUNK.max(chunk.len()));
+            }
+            gathered.extend_from_slice(&chunk);
+            if gathered.len() >= CHUNK && tx.send(gathered.split().freeze()).await.is_err() {
+                break; // the writer failed: its result says why
+            }
         }
-        f.flush().await.map_err(|e| io_err(dest, e))?;
-        f.get_mut()
-            .set_len(pos)
+        if failure.is_none() && !gathered.is_empty() {
+            let _ = tx.send(gathered.split().freeze()).await;
+        }
+        drop(tx);
+        let written = writer
             .await
+            .map_err(|e| SdkError::Config(format!("download writer: {e}")))?
             .map_err(|e| io_err(dest, e))?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
         if let Some(t) = total
-            && t != pos
+            && t != written
         {
             return Err(SdkError::Config(format!(
-                "download ended after {pos} of {t} bytes"
+                "download ended after {written} of {t} bytes"
             )));
         }
-        Ok(pos)
+        Ok(written)
     }
 
     /// Update fields (`name`, `min_disk`, `properties`…).
@@ -253,24 +268,32 @@ impl Images {
     }
 }
 
-/// Whether every byte is zero (no early exit inside a block, so it
-/// vectorizes).
-fn is_zero(b: &[u8]) -> bool {
-    b.chunks(4096)
-        .all(|c| c.iter().fold(0u8, |acc, &x| acc | x) == 0)
-}
-
-/// A file as a stream of chunks.
+/// A file as a stream of chunks, read on a thread of its own a few chunks
+/// ahead of the network.
 fn file_stream(
-    file: tokio::fs::File,
+    mut file: std::fs::File,
 ) -> impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static {
-    use tokio::io::AsyncReadExt;
-    futures::stream::try_unfold((file, vec![0u8; CHUNK]), |(mut f, mut buf)| async move {
-        let n = f.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(None);
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(READ_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        loop {
+            let mut buf = bytes::BytesMut::zeroed(CHUNK);
+            let r = file.read(&mut buf);
+            let item = match r {
+                Ok(0) => return,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Ok(buf.freeze())
+                }
+                Err(e) => Err(e),
+            };
+            let stop = item.is_err();
+            if tx.blocking_send(item).is_err() || stop {
+                return;
+            }
         }
-        let chunk = bytes::Bytes::copy_from_slice(&buf[..n]);
-        Ok(Some((chunk, (f, buf))))
+    });
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
     })
 }

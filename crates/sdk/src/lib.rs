@@ -48,6 +48,7 @@ pub mod error;
 pub mod image;
 pub mod resource;
 pub mod session;
+pub mod sparse;
 
 pub use client::{Client, RawResponse, USER_AGENT};
 pub use config::Config;

@@ -62,6 +62,8 @@ pub struct Opts {
     pub env: Vec<(String, String)>,
     pub args: Vec<String>,
     pub command: Option<String>,
+    /// Arguments after the subcommand (e.g. all-in-one's `--with-host …`).
+    pub command_args: Vec<String>,
 }
 
 fn unique(prefix: &str) -> String {
@@ -104,6 +106,7 @@ impl Platform {
         }
         args.extend(opts.args.iter().cloned());
         args.push(opts.command.clone().unwrap_or_else(|| "all-in-one".into()));
+        args.extend(opts.command_args.iter().cloned());
         args.push("--ready-file".into());
         args.push(dir.path().join("ready.json").display().to_string());
         let mut p = Platform {

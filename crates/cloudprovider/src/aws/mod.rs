@@ -153,6 +153,18 @@ type TypeSizes = HashMap<String, (i64, i64)>;
 static TYPE_CACHE: std::sync::LazyLock<std::sync::Mutex<HashMap<(String, String), TypeSizes>>> =
     std::sync::LazyLock::new(Default::default);
 
+/// Values per `Filter.N` in one request (AWS allows 200).
+const FILTER_CHUNK: usize = 200;
+
+/// `Filter.1.Name=name`, `Filter.1.Value.N=values[N-1]`.
+fn filter(name: &str, values: &[String]) -> Params {
+    let mut ps = vec![p("Filter.1.Name", name)];
+    for (i, v) in values.iter().enumerate() {
+        ps.push(p(&format!("Filter.1.Value.{}", i + 1), v.clone()));
+    }
+    ps
+}
+
 /// Cloudpods guest status of an EC2 instance state.
 pub fn vm_status(state: &str) -> &'static str {
     match state {
@@ -410,6 +422,46 @@ impl AwsRegion {
         }
     }
 
+    async fn volumes_by(&self, params: Params) -> Result<Vec<Disk>> {
+        let items = self
+            .paged("DescribeVolumes", params, Some(self.page_size()), |t| {
+                let r: xml::DescribeVolumes = parse("DescribeVolumes", t)?;
+                Ok((r.volume_set.item, r.next_token))
+            })
+            .await?;
+        Ok(items
+            .into_iter()
+            .filter(|v| v.status != "deleted")
+            .map(|v| {
+                let t = tags(&v.tag_set);
+                let att = v.attachment_set.item.first();
+                let device = att.map(|a| a.device.clone()).unwrap_or_default();
+                Disk {
+                    name: name_of(&t, &v.volume_id),
+                    external_id: v.volume_id,
+                    size_gb: v.size,
+                    zone_id: v.availability_zone,
+                    storage_type: if v.volume_type.is_empty() {
+                        "standard".into()
+                    } else {
+                        v.volume_type
+                    },
+                    status: disk_status(&v.status).into(),
+                    vm_id: att.map(|a| a.instance_id.clone()).unwrap_or_default(),
+                    disk_type: if is_root_device(&device) {
+                        "sys"
+                    } else {
+                        "data"
+                    }
+                    .into(),
+                    device,
+                    snapshot_id: v.snapshot_id,
+                    tags: t,
+                }
+            })
+            .collect())
+    }
+
     async fn instances_by(&self, params: Params) -> Result<Vec<Vm>> {
         let by_id = params.iter().any(|(k, _)| k.starts_with("InstanceId."));
         let items = self
@@ -621,43 +673,55 @@ impl RegionDriver for AwsRegion {
     }
 
     async fn disks(&self) -> Result<Vec<Disk>> {
+        self.volumes_by(vec![]).await
+    }
+
+    async fn vm_states(&self) -> Result<Vec<(String, String)>> {
         let items = self
-            .paged("DescribeVolumes", vec![], Some(self.page_size()), |t| {
-                let r: xml::DescribeVolumes = parse("DescribeVolumes", t)?;
-                Ok((r.volume_set.item, r.next_token))
-            })
+            .paged(
+                "DescribeInstanceStatus",
+                vec![p("IncludeAllInstances", "true")],
+                Some(self.page_size()),
+                |t| {
+                    let r: xml::DescribeInstanceStatus = parse("DescribeInstanceStatus", t)?;
+                    Ok((r.instance_status_set.item, r.next_token))
+                },
+            )
             .await?;
         Ok(items
             .into_iter()
-            .filter(|v| v.status != "deleted")
-            .map(|v| {
-                let t = tags(&v.tag_set);
-                let att = v.attachment_set.item.first();
-                let device = att.map(|a| a.device.clone()).unwrap_or_default();
-                Disk {
-                    name: name_of(&t, &v.volume_id),
-                    external_id: v.volume_id,
-                    size_gb: v.size,
-                    zone_id: v.availability_zone,
-                    storage_type: if v.volume_type.is_empty() {
-                        "standard".into()
-                    } else {
-                        v.volume_type
-                    },
-                    status: disk_status(&v.status).into(),
-                    vm_id: att.map(|a| a.instance_id.clone()).unwrap_or_default(),
-                    disk_type: if is_root_device(&device) {
-                        "sys"
-                    } else {
-                        "data"
-                    }
-                    .into(),
-                    device,
-                    snapshot_id: v.snapshot_id,
-                    tags: t,
-                }
-            })
+            // As in vms(): terminated instances are gone.
+            .filter(|i| i.instance_state.name != "terminated")
+            .map(|i| (i.instance_id, vm_status(&i.instance_state.name).to_string()))
             .collect())
+    }
+
+    async fn vms_by_ids(&self, ids: &[String]) -> Result<Vec<Vm>> {
+        let mut out = Vec::new();
+        // A filter, not InstanceId.N: the latter fails as a whole when one
+        // instance has vanished meanwhile.
+        for chunk in ids.chunks(FILTER_CHUNK) {
+            out.extend(self.instances_by(filter("instance-id", chunk)).await?);
+        }
+        Ok(out)
+    }
+
+    async fn disks_where(&self, f: &DiskFilter) -> Result<Vec<Disk>> {
+        let (name, values): (&str, Vec<String>) = match f {
+            DiskFilter::AttachedTo(ids) => ("attachment.instance-id", ids.clone()),
+            DiskFilter::Ids(ids) => ("volume-id", ids.clone()),
+            DiskFilter::Unattached => (
+                "status",
+                ["creating", "available", "deleting", "error"]
+                    .map(String::from)
+                    .to_vec(),
+            ),
+        };
+        let mut out = Vec::new();
+        for chunk in values.chunks(FILTER_CHUNK) {
+            out.extend(self.volumes_by(filter(name, chunk)).await?);
+        }
+        Ok(out)
     }
 
     async fn eips(&self) -> Result<Vec<Eip>> {

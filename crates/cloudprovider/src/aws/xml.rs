@@ -506,3 +506,20 @@ pub struct BucketItem {
     #[serde(default)]
     pub creation_date: String,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DescribeInstanceStatus {
+    #[serde(default)]
+    pub instance_status_set: Items<InstanceStatusItem>,
+    #[serde(default)]
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceStatusItem {
+    pub instance_id: String,
+    #[serde(default)]
+    pub instance_state: Named,
+}

@@ -8,6 +8,7 @@
 //! [`cloudpods_cloudprovider::Provider`] abstraction.
 
 pub mod accounts;
+pub mod fleet;
 pub mod models;
 pub mod ops;
 pub mod secret;
@@ -65,6 +66,8 @@ pub struct CloudState {
     /// Accounts with a sync queued or running in this process.
     running: Mutex<HashSet<String>>,
     auto_sync_check: Duration,
+    /// Instances and volumes as last listed, per (provider, region).
+    fleets: Mutex<HashMap<(String, String), fleet::FleetSlot>>,
 }
 
 impl CloudState {
@@ -75,7 +78,16 @@ impl CloudState {
             region_workers: opts.region_workers.max(1),
             running: Mutex::new(HashSet::new()),
             auto_sync_check: opts.auto_sync_check,
+            fleets: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The cached view of a provider's region (empty until listed).
+    pub fn fleet(&self, manager_id: &str, region_ext: &str) -> fleet::FleetSlot {
+        let mut m = self.fleets.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry((manager_id.to_string(), region_ext.to_string()))
+            .or_default()
+            .clone()
     }
 
     pub fn key(&self) -> &SecretKey {
@@ -357,6 +369,7 @@ async fn run_sync(region: &Arc<Region>, account_id: &str, opts: &SyncOptions) ->
             driver,
             resources: resources.clone(),
             full: opts.full_sync,
+            fleet: region.cloud.fleet(&manager_id, &r.external_id),
         });
     }
     let names: Vec<String> = jobs.iter().map(|j| j.region_ext.clone()).collect();

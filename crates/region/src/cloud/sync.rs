@@ -483,8 +483,11 @@ pub struct RegionJob {
     pub region_ext: String,
     pub driver: Arc<dyn cp::RegionDriver>,
     pub resources: HashSet<String>,
-    /// Full sync: also the provider's instance types (a large list).
+    /// Full sync: also the provider's instance types (a large list), and
+    /// every instance and volume listed in full.
     pub full: bool,
+    /// Instances and volumes as the last run saw them ([`super::fleet`]).
+    pub fleet: super::fleet::FleetSlot,
 }
 
 /// Guest statuses our own tasks hold while they act on the cloud; sync
@@ -570,6 +573,40 @@ impl RegionJob {
             .collect())
     }
 
+    /// Instances and volumes: from the last run's view brought up to date
+    /// when there is one (an incremental run), else listed in full.
+    async fn fleet_lists(
+        &self,
+        want_vms: bool,
+        want_disks: bool,
+    ) -> (cp::Result<Vec<cp::Vm>>, cp::Result<Vec<cp::Disk>>) {
+        let d = &self.driver;
+        let mut slot = self.fleet.lock().await;
+        let both = want_vms && want_disks;
+        if !self.full
+            && both
+            && let Some(fleet) = slot.as_mut().filter(|f| f.fresh())
+        {
+            match fleet.refresh(d.as_ref()).await {
+                Ok(()) => return (Ok(fleet.vms()), Ok(fleet.disks())),
+                // The driver cannot: list in full.
+                Err(cp::CloudError::NotSupported(_)) => {}
+                Err(e) => {
+                    // Nothing is deleted on a failed call; the next run
+                    // lists in full.
+                    *slot = None;
+                    return (Err(e.clone()), Err(e));
+                }
+            }
+        }
+        let (vms, disks) = tokio::join!(opt(want_vms, d.vms()), opt(want_disks, d.disks()));
+        *slot = match (&vms, &disks) {
+            (Ok(v), Ok(dk)) if both => Some(super::fleet::Fleet::new(v, dk)),
+            _ => None,
+        };
+        (vms, disks)
+    }
+
     /// Sync one region; every failure is recorded in the outcome.
     pub async fn run(self) -> Outcome {
         let mut out = Outcome::default();
@@ -584,7 +621,7 @@ impl RegionJob {
         let reg = self.region_ext.as_str();
         let listing = std::time::Instant::now();
         // Every list in parallel; each result is handled on its own.
-        let (zones, vpcs, nets, sgs, vms, disks, eips, images, snaps, skus) = tokio::join!(
+        let (zones, vpcs, nets, sgs, (vms, disks), eips, images, snaps, skus) = tokio::join!(
             d.zones(),
             opt(
                 self.wants("vpcs") || self.wants("networks") || self.wants("servers"),
@@ -598,11 +635,10 @@ impl RegionJob {
                 self.wants("secgroups") || self.wants("servers"),
                 d.secgroups()
             ),
-            opt(
+            self.fleet_lists(
                 self.wants("servers") || self.wants("disks") || self.wants("eips"),
-                d.vms()
+                self.wants("disks") || self.wants("snapshots"),
             ),
-            opt(self.wants("disks") || self.wants("snapshots"), d.disks()),
             opt(self.wants("eips"), d.eips()),
             opt(self.wants("images"), d.images()),
             opt(self.wants("snapshots"), d.snapshots()),

@@ -44,6 +44,7 @@ pub fn register(svc: Service, region: &Arc<Region>) -> Service {
         .model(m(&RESERVEDIPS, &[("networks", "network_id")]))
         .model(m(&HOSTS, &[("zones", "zone_id")]))
         .model(m(&STORAGES, &[("zones", "zone_id")]))
+        .model(m(&STORAGECACHES, &[]))
         .model(m(&SCHEDTAGS, &[]))
         .model(m(&SERVERSKUS, &[]))
 }
@@ -1186,9 +1187,10 @@ impl Model for Infra {
         // A heartbeat changes nothing the scheduler uses unless the host
         // was not online.
         let changes_placement = !(self.desc.keyword == "host"
-            && action == "ping"
-            && s(&obj, "host_status") == "online"
-            && s(&obj, "status") == "running");
+            && (action == "sync-image-cache"
+                || (action == "ping"
+                    && s(&obj, "host_status") == "online"
+                    && s(&obj, "status") == "running")));
         let out = self.perform_action(ctx, obj, action, input).await?;
         if changes_placement {
             self.placement_changed(&id);
@@ -1868,6 +1870,10 @@ impl Infra {
                 crud::update(db.write(), &HOSTS, &id, &ch).await?;
                 self.record_storage_stats(&id, &input).await?;
                 Ok(json!({"name": s(&obj, "name"), "host_status": "online"}))
+            }
+            // The agent's whole image cache (crate::storagecache).
+            ("host", "sync-image-cache") => {
+                crate::storagecache::sync_host_cache(db, ctx, &obj, &input).await
             }
             ("host", "online") => {
                 let mut ch = Row::new();

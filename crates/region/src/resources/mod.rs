@@ -99,7 +99,7 @@ impl JointModel for BasicJoint {
     async fn attach(&self, ctx: &Ctx, master: Row, slave: Row, input: Object) -> Result<Row> {
         if !self.writable {
             return Err(HttpError::not_supported(format!(
-                "{} are managed through server actions",
+                "{} are managed by their owners (server actions, host agents)",
                 self.desc.plural
             )));
         }
@@ -132,7 +132,7 @@ impl JointModel for BasicJoint {
     async fn detach(&self, _ctx: &Ctx, master: Row, slave: Row, _q: Object) -> Result<Row> {
         if !self.writable {
             return Err(HttpError::not_supported(format!(
-                "{} are managed through server actions",
+                "{} are managed by their owners (server actions, host agents)",
                 self.desc.plural
             )));
         }
@@ -177,6 +177,7 @@ impl JointModel for BasicJoint {
 fn desc_of(plural: &str) -> Option<&'static ModelDesc> {
     crate::models::all()
         .into_iter()
+        .chain(crate::cloud::models::all())
         .find(|d| d.plural == plural)
 }
 
@@ -217,6 +218,12 @@ pub fn register(svc: Service, region: &Arc<Region>) -> Service {
             ("hosts", "host_id"),
             ("schedtags", "schedtag_id"),
             true,
+        ))
+        .joint(joint(
+            &STORAGECACHEDIMAGES,
+            ("storagecaches", "storagecache_id"),
+            ("cachedimages", "cachedimage_id"),
+            false,
         ))
         .joint(joint(
             &GUESTDISKS,
