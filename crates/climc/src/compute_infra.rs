@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::cli::{Ctx, list_params};
 use crate::commands::{CustomCmd, collect, print_list, print_object};
-use crate::spec::{Action, Opt, RefTo, Resource, args_of};
+use crate::spec::{Action, Ops, Opt, RefTo, Resource, args_of};
 
 /// Catalog service type of the region.
 pub const COMPUTE: &str = "compute_v2";
@@ -552,6 +552,21 @@ pub static RESOURCES: &[Resource] = &[
             Action::new("online", "online", "Mark the storage online", &[]),
             Action::new("offline", "offline", "Mark the storage offline", &[]),
         ]),
+    // Host image caches, reported by the agents.
+    Resource::new("storagecache", "storagecaches", COMPUTE)
+        .columns(&["ID", "Name", "Path", "Master_host", "Status"])
+        .ops(Ops::LIST.with(Ops::SHOW)),
+    Resource::new("storagecachedimage", "storagecachedimages", COMPUTE)
+        .columns(&[
+            "Storagecache",
+            "Cachedimage",
+            "Cachedimage_id",
+            "Status",
+            "Path",
+            "Last_download",
+        ])
+        .list_details(true)
+        .ops(Ops::LIST),
     Resource::new("schedtag", "schedtags", COMPUTE)
         .columns(&[
             "ID",

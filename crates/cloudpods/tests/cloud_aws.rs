@@ -270,6 +270,31 @@ async fn account_sync_and_servers_through_the_api() {
         .await;
     assert_eq!(resp.status, 400, "{resp:?}");
     assert_eq!(total(&api, &format!("{r}/servers?name=bad")).await, 0);
+    // The project's server quota holds for public-cloud servers too.
+    let project = acc["project_id"].as_str().unwrap_or_default().to_string();
+    let resp = api
+        .post(
+            &format!("{r}/quotas/projects/{project}"),
+            json!({"quotas": {"server": 0}}),
+        )
+        .await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    let resp = api
+        .post(
+            &format!("{r}/servers"),
+            json!({"server": {"name": "bad", "hypervisor": "aws",
+            "prefer_region": region_name, "instance_type": "t2.micro", "image_id": ami}}),
+        )
+        .await;
+    assert_error(&resp, 400, "OutOfQuotaError");
+    assert_eq!(total(&api, &format!("{r}/servers?name=bad")).await, 0);
+    let resp = api
+        .post(
+            &format!("{r}/quotas/projects/{project}"),
+            json!({"quotas": {"server": 1000}}),
+        )
+        .await;
+    assert_eq!(resp.status, 200, "{resp:?}");
 
     // Changes made on the cloud directly show up after the next sync.
     let fresh = d

@@ -183,6 +183,24 @@ async fn vpc_subnet_secgroup_eip_through_the_api() {
         assert!(Instant::now() < deadline, "rule still on the cloud");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Cloudpods' `secgroup-add-rule` (a rule through the group) reaches
+    // the cloud as well.
+    let resp = api
+        .post(
+            &format!("{r}/secgroups/{sg_id}/add-rule"),
+            json!({"secgroup": {"direction": "in", "protocol": "tcp", "ports": "443",
+                   "cidr": "10.0.0.0/8", "action": "allow"}}),
+        )
+        .await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !has_rule().await {
+        assert!(
+            Instant::now() < deadline,
+            "add-rule did not reach the cloud"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // EIP: allocate, associate with a synced instance, dissociate, release.
     let sid = api

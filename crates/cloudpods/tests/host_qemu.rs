@@ -529,6 +529,29 @@ async fn five_guests_at_once_download_the_image_once() {
         .unwrap();
     assert_eq!(cache["downloads"], 1, "{cache}");
     assert_eq!(cache["images"].as_array().map(Vec::len), Some(1), "{cache}");
+    // The region learns what the host has cached within a heartbeat.
+    let r = c.p.region_url();
+    let joints = wait_until(
+        &c.admin,
+        &format!("{r}/storagecachedimages?details=true"),
+        30,
+        |v| v["total"].as_i64() == Some(1),
+    )
+    .await;
+    let j = &joints["storagecachedimages"][0];
+    assert_eq!(j["cachedimage_id"], c.image_id.as_str(), "{joints}");
+    assert_eq!(j["status"], "active", "{joints}");
+    let ci = c
+        .admin
+        .get(&format!("{r}/cachedimages/{}", c.image_id))
+        .await;
+    assert_eq!(ci.status, 200, "{ci:?}");
+    assert_eq!(ci.body["cachedimage"]["name"], "cirrus-test", "{ci:?}");
+    let sc = c
+        .admin
+        .get(&format!("{r}/storagecaches?master_host={}", h.host_id))
+        .await;
+    assert_eq!(sc.body["total"], 1, "{sc:?}");
     // Every guest got its own allocated address.
     let mut ips = Vec::new();
     for id in &ids {
@@ -604,4 +627,217 @@ async fn agent_restart_keeps_guests_and_a_killed_qemu_shows_stopped() {
     eprintln!("killed QEMU seen as ready after {:?}", t.elapsed());
     let (ok, out, err) = c.p.climc(&["server-delete", &id]);
     assert!(ok, "{out} {err}");
+}
+
+/// Wait until the server's status is a failure (`*_fail`); returns it.
+async fn wait_failed(c: &Cloud, id: &str, secs: u64) -> Value {
+    let url = format!("{}/servers/{id}", c.p.region_url());
+    wait_until(&c.admin, &url, secs, |v| {
+        v["server"]["status"]
+            .as_str()
+            .is_some_and(|s| s.ends_with("fail"))
+    })
+    .await["server"]
+        .clone()
+}
+
+fn qcow2_files(h: &RealHost) -> Vec<PathBuf> {
+    std::fs::read_dir(h.data().join("disks"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "qcow2"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn delete_and_wait(c: &Cloud, id: &str) {
+    let (ok, out, err) = c.p.climc(&["server-delete", id]);
+    assert!(ok, "{out} {err}");
+    let url = format!("{}/servers/{id}", c.p.region_url());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while c.admin.get(&url).await.status != 404 {
+        assert!(Instant::now() < deadline, "server {id} not deleted");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Through the whole platform (all-in-one with the agent): QEMU refusing
+/// its CPU model, an image that cannot boot, a MAC already taken, a disk
+/// larger than the storage and a guest the agent does not know each fail
+/// with the reason, and leave no QEMU, tap or disk file behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_input_fails_with_the_reason_and_leaves_nothing() {
+    if !can_run() {
+        return;
+    }
+    let tag = rand16();
+    let mut args = in_process_args(tag, 2);
+    args.extend(["--cpu-model".to_string(), "bogus-cpu".to_string()]);
+    let p = Platform::start_with(Opts {
+        command_args: args,
+        ..Default::default()
+    });
+    let h = RealHost::in_process(&p, tag);
+    let c = cloud_on(p, false).await;
+    let r = c.p.region_url();
+    let disk = format!("1g:{}", c.image_id);
+
+    // QEMU refuses the CPU model: its own words are the reason.
+    let (ok, out, err) = c.p.climc(&[
+        "server-create",
+        "vm-badcpu",
+        "--disk",
+        &disk,
+        "--net",
+        "net0",
+        "--mem-spec",
+        "256",
+        "--auto-start",
+    ]);
+    assert!(ok, "{out} {err}");
+    let id = c.server_id("vm-badcpu").await;
+    let g = wait_failed(&c, &id, 120).await;
+    let reason = g["fail_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("bogus-cpu"), "{g}");
+    assert_eq!(h.qemu_count(), 0, "QEMU left");
+    assert!(!link_exists(&cloudpods_host::net::tap_name(&id, 0)));
+    delete_and_wait(&c, &id).await;
+    assert!(qcow2_files(&h).is_empty(), "{:?}", qcow2_files(&h));
+
+    // An image whose first sector cannot boot.
+    let junk = h.dir.path().join("junk.raw");
+    std::fs::write(&junk, vec![0x41u8; 1 << 20]).unwrap();
+    let (ok, out, err) = c.p.climc(&[
+        "image-upload",
+        "not-bootable",
+        &junk.display().to_string(),
+        "--format",
+        "raw",
+        "--wait",
+        "--no-progress",
+    ]);
+    assert!(ok, "{out} {err}");
+    let (ok, out, err) = c.p.climc(&[
+        "server-create",
+        "vm-noboot",
+        "--disk",
+        "1g:not-bootable",
+        "--net",
+        "net0",
+        "--mem-spec",
+        "256",
+    ]);
+    assert!(ok, "{out} {err}");
+    let id = c.server_id("vm-noboot").await;
+    let g = wait_failed(&c, &id, 120).await;
+    assert_eq!(g["status"], "disk_fail", "{g}");
+    assert!(
+        g["fail_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("not bootable")),
+        "{g}"
+    );
+    assert!(qcow2_files(&h).is_empty(), "{:?}", qcow2_files(&h));
+    delete_and_wait(&c, &id).await;
+
+    // A MAC already in use by another guest.
+    let body = |name: &str| {
+        json!({"server": {"name": name, "vcpu_count": 1, "vmem_size": 256,
+               "disks": [{"size": 1024}],
+               "nets": [{"network": "net0", "mac": "00:22:aa:bb:cc:01"}]}})
+    };
+    let first = c.admin.post(&format!("{r}/servers"), body("vm-mac1")).await;
+    assert_eq!(first.status, 200, "{first:?}");
+    let id1 = c.server_id("vm-mac1").await;
+    c.wait_status(&id1, "ready", 120).await;
+    let second = c.admin.post(&format!("{r}/servers"), body("vm-mac2")).await;
+    if second.status == 200 {
+        let id2 = c.server_id("vm-mac2").await;
+        let g = wait_failed(&c, &id2, 60).await;
+        assert_eq!(g["status"], "net_fail", "{g}");
+        assert!(
+            g["fail_reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("already in use")),
+            "{g}"
+        );
+        delete_and_wait(&c, &id2).await;
+    } else {
+        assert_eq!(second.status, 409, "{second:?}");
+    }
+    delete_and_wait(&c, &id1).await;
+
+    // A disk larger than the host's storage (64 GiB): no host can take it.
+    let (ok, out, err) = c.p.climc(&[
+        "server-create",
+        "vm-huge",
+        "--disk",
+        "100g",
+        "--net",
+        "net0",
+        "--mem-spec",
+        "256",
+    ]);
+    if ok {
+        let id = c.server_id("vm-huge").await;
+        let g = wait_failed(&c, &id, 60).await;
+        assert!(
+            g["fail_reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("storage")),
+            "{g}"
+        );
+        delete_and_wait(&c, &id).await;
+    } else {
+        assert!(err.contains("storage"), "{out} {err}");
+    }
+
+    // A guest the agent does not know.
+    let unknown = "00000000-0000-4000-8000-000000000001";
+    let resp = reqwest::Client::new()
+        .post(format!("{}/servers/{unknown}/start", h.manager_uri))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], 404, "{body}");
+    assert!(
+        body["details"]
+            .as_str()
+            .is_some_and(|d| d.contains("not on this host")),
+        "{body}"
+    );
+    // …and through the region: a guest the agent lost (its directory
+    // removed behind its back) fails to start with that reason.
+    let (ok, out, err) = c.p.climc(&[
+        "server-create",
+        "vm-lost",
+        "--disk",
+        "1g",
+        "--net",
+        "net0",
+        "--mem-spec",
+        "256",
+    ]);
+    assert!(ok, "{out} {err}");
+    let id = c.server_id("vm-lost").await;
+    c.wait_status(&id, "ready", 120).await;
+    std::fs::remove_dir_all(h.data().join("servers").join(&id)).unwrap();
+    let (ok, out, err) = c.p.climc(&["server-start", &id]);
+    assert!(ok, "{out} {err}");
+    let g = wait_failed(&c, &id, 60).await;
+    assert!(
+        g["fail_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("not on this host")),
+        "{g}"
+    );
+    delete_and_wait(&c, &id).await;
+
+    assert_eq!(h.qemu_count(), 0, "QEMU left");
+    assert!(qcow2_files(&h).is_empty(), "{:?}", qcow2_files(&h));
 }

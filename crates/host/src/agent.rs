@@ -68,6 +68,7 @@ where
     match notify {
         None => match work.await {
             Ok(v) => axum::Json(v).into_response(),
+            Err(e) if e.is_unknown_guest() => error(StatusCode::NOT_FOUND, "NotFoundError", &e.0),
             Err(e) => error(StatusCode::BAD_REQUEST, "BadRequestError", &e.0),
         },
         Some(url) => {

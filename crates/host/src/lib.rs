@@ -29,6 +29,19 @@ use serde_json::Value;
 #[error("{0}")]
 pub struct DriverError(pub String);
 
+const UNKNOWN_GUEST: &str = " is not on this host";
+
+impl DriverError {
+    /// The guest is not on this host (answered 404 to direct calls).
+    pub fn unknown_guest(id: &str) -> DriverError {
+        DriverError(format!("guest {id}{UNKNOWN_GUEST}"))
+    }
+
+    pub fn is_unknown_guest(&self) -> bool {
+        self.0.starts_with("guest ") && self.0.ends_with(UNKNOWN_GUEST)
+    }
+}
+
 pub type DriverResult = Result<Value, DriverError>;
 
 /// What the agent does for each protocol action.

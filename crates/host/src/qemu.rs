@@ -646,7 +646,7 @@ impl Driver for QemuDriver {
         let _g = lock.lock().await;
         let p = self.paths(id);
         if !p.desc().exists() {
-            return Err(DriverError(format!("guest {id} is not on this host")));
+            return Err(DriverError::unknown_guest(id));
         }
         if self.running_pid(id).is_some() {
             return Ok(json!({"status": "running"}));
@@ -679,7 +679,7 @@ impl Driver for QemuDriver {
         let lock = self.lock(id);
         let _g = lock.lock().await;
         if !self.paths(id).desc().exists() {
-            return Err(DriverError(format!("guest {id} is not on this host")));
+            return Err(DriverError::unknown_guest(id));
         }
         self.halt(id, force, Duration::from_secs(timeout_secs.clamp(1, 600)))
             .await?;
@@ -693,7 +693,7 @@ impl Driver for QemuDriver {
         let _g = lock.lock().await;
         let p = self.paths(id);
         if !p.desc().exists() {
-            return Err(DriverError(format!("guest {id} is not on this host")));
+            return Err(DriverError::unknown_guest(id));
         }
         if self.running_pid(id).is_none() {
             return Err(DriverError(format!("guest {id} is not running")));
@@ -721,7 +721,7 @@ impl Driver for QemuDriver {
         let _g = lock.lock().await;
         let p = self.paths(id);
         if !p.desc().exists() {
-            return Err(DriverError(format!("guest {id} is not on this host")));
+            return Err(DriverError::unknown_guest(id));
         }
         let mut d = desc.clone();
         if d["uuid"].as_str().unwrap_or_default().is_empty() {

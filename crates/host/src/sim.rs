@@ -84,7 +84,7 @@ impl SimDriver {
         if self.with(|s| s.guests.contains_key(id)) {
             Ok(())
         } else {
-            Err(DriverError(format!("guest {id} is not on this host")))
+            Err(DriverError::unknown_guest(id))
         }
     }
 }

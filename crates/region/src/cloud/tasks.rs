@@ -414,7 +414,30 @@ pub fn is_cloud_create(row: &Row) -> bool {
 
 /// Insert the guests and one create task each, in one transaction.
 pub async fn create_servers(region: &Arc<Region>, ctx: &Ctx, rows: Vec<Row>) -> Result<Vec<Row>> {
-    let mut tx = region.db.begin().await?;
+    let Some(first) = rows.first() else {
+        return Ok(rows);
+    };
+    // The project's quota covers its public-cloud servers too (synced ones
+    // count in its usage as well), checked and written in one transaction.
+    let mut add = crate::quota::nothing();
+    for r in &rows {
+        add.cpu += crate::store::i(r, "vcpu_count");
+        add.memory += crate::store::i(r, "vmem_size");
+        add.server += 1;
+    }
+    let project = s(first, "tenant_id");
+    let mut tx = crate::quota::begin(&region.db, &project).await?;
+    if let Some(msg) = crate::quota::check(
+        &region.db,
+        &mut tx,
+        &project,
+        region.opts.default_quota,
+        &add,
+    )
+    .await?
+    {
+        return Err(HttpError::out_of_quota(msg));
+    }
     for r in &rows {
         crud::insert(&mut *tx, &GUESTS, r).await?;
         let mut t = NewTask::new(

@@ -1752,6 +1752,8 @@ impl Model for Secgroups {
                 let mut tx = self.region.db.begin().await?;
                 insert_rules(&mut tx, &obj, &[rule]).await?;
                 tx.commit().await.map_err(commit_err)?;
+                // A public cloud's group: the rule goes to the cloud too.
+                crate::cloud::ops::rules_changed(&self.region, ctx, &s(&obj, "id")).await?;
                 let mut rows =
                     [crud::must_get(self.region.db.read(), &SECGROUPS, &s(&obj, "id")).await?];
                 self.details(ctx, &mut rows, &Object::new()).await?;
