@@ -157,6 +157,14 @@ struct Api {
 }
 
 impl Api {
+    /// How many AWS servers match `filter` (`status=ready`…).
+    async fn servers(&self, filter: &str) -> anyhow::Result<i64> {
+        let q = format!("/servers?brand=Aws&limit=1&details=false&{filter}");
+        Ok(self.call(reqwest::Method::GET, &q, None).await?["total"]
+            .as_i64()
+            .unwrap_or(0))
+    }
+
     async fn call(
         &self,
         method: reqwest::Method,
@@ -330,15 +338,7 @@ pub async fn cloud(args: CloudArgs) -> anyhow::Result<()> {
 
     // Full sync.
     let (full_s, acc) = api.sync(&id).await?;
-    let servers = api
-        .call(
-            reqwest::Method::GET,
-            "/servers?brand=Aws&limit=1&details=false",
-            None,
-        )
-        .await?["total"]
-        .as_i64()
-        .unwrap_or(0);
+    let servers = api.servers("").await?;
     println!(
         "full sync: {full_s:.2} s (servers {}, disks {}, nics {}; {} errors) → {servers} servers listed; {}",
         res(&acc, "servers"),
@@ -367,24 +367,8 @@ pub async fn cloud(args: CloudArgs) -> anyhow::Result<()> {
     );
     let inc_acc = acc.clone();
     // The incremental view must equal a full listing: 4 gone, 3 new.
-    let after = api
-        .call(
-            reqwest::Method::GET,
-            "/servers?brand=Aws&limit=1&details=false",
-            None,
-        )
-        .await?["total"]
-        .as_i64()
-        .unwrap_or(0);
-    let stopped = api
-        .call(
-            reqwest::Method::GET,
-            "/servers?brand=Aws&limit=1&details=false&status=ready",
-            None,
-        )
-        .await?["total"]
-        .as_i64()
-        .unwrap_or(0);
+    let after = api.servers("").await?;
+    let stopped = api.servers("status=ready").await?;
     println!("after the incremental sync: {after} servers ({stopped} stopped)");
     anyhow::ensure!(
         after == servers - 1,

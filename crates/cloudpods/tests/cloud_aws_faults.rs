@@ -138,6 +138,16 @@ async fn wrong_credentials_are_refused_with_the_clouds_message() {
     assert!(!p.log().contains(wrong) && !p.log().contains(&secret));
 }
 
+/// The run recorded the 500 of a servers list.
+fn assert_servers_failed_with_500(acc: &Value) {
+    let errors = acc["sync_errors"].as_array().cloned().unwrap_or_default();
+    assert!(
+        errors.iter().any(|e| e["resource"] == "servers"
+            && e["error"].as_str().unwrap_or_default().contains("500")),
+        "{acc}"
+    );
+}
+
 fn faulty_options() -> Value {
     json!({"regions": ["us-east-1"], "page_size": 5, "timeout_seconds": 5, "max_attempts": 2})
 }
@@ -193,14 +203,20 @@ async fn faults_mid_sync_delete_nothing_and_resume() {
     d.raw("CreateVpc", &[("CidrBlock", "10.30.0.0/16")])
         .await
         .unwrap();
+    // An incremental run first: the cheap state list fails.
+    proxy.add(Rule::new(
+        "DescribeInstanceStatus",
+        Fault::Status(500, "InternalError"),
+    ));
+    let acc = sync(acc["sync_count"].as_i64().unwrap()).await;
+    assert_servers_failed_with_500(&acc);
+    assert_eq!(total(&api, &format!("{r}/servers?brand=Aws")).await, 12);
+    assert!(proxy.faulted("DescribeInstanceStatus") >= 1);
+    proxy.clear();
+    // After a failed call the next run lists in full: its page 2 fails.
     proxy.add(Rule::new("DescribeInstances", Fault::Status(500, "InternalError")).skip(1));
     let acc = sync(acc["sync_count"].as_i64().unwrap()).await;
-    let errors = acc["sync_errors"].as_array().cloned().unwrap_or_default();
-    assert!(
-        errors.iter().any(|e| e["resource"] == "servers"
-            && e["error"].as_str().unwrap_or_default().contains("500")),
-        "{acc}"
-    );
+    assert_servers_failed_with_500(&acc);
     // Nothing deleted because a page failed; the other kinds still synced.
     assert_eq!(total(&api, &format!("{r}/servers?brand=Aws")).await, 12);
     assert_eq!(

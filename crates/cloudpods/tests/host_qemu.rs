@@ -629,6 +629,24 @@ async fn agent_restart_keeps_guests_and_a_killed_qemu_shows_stopped() {
     assert!(ok, "{out} {err}");
 }
 
+/// `climc server-create NAME --disk DISK --net net0 --mem-spec 256`.
+fn create(c: &Cloud, name: &str, disk: &str, auto_start: bool) -> (bool, String, String) {
+    let mut args = vec![
+        "server-create",
+        name,
+        "--disk",
+        disk,
+        "--net",
+        "net0",
+        "--mem-spec",
+        "256",
+    ];
+    if auto_start {
+        args.push("--auto-start");
+    }
+    c.p.climc(&args)
+}
+
 /// Wait until the server's status is a failure (`*_fail`); returns it.
 async fn wait_failed(c: &Cloud, id: &str, secs: u64) -> Value {
     let url = format!("{}/servers/{id}", c.p.region_url());
@@ -685,17 +703,7 @@ async fn bad_input_fails_with_the_reason_and_leaves_nothing() {
     let disk = format!("1g:{}", c.image_id);
 
     // QEMU refuses the CPU model: its own words are the reason.
-    let (ok, out, err) = c.p.climc(&[
-        "server-create",
-        "vm-badcpu",
-        "--disk",
-        &disk,
-        "--net",
-        "net0",
-        "--mem-spec",
-        "256",
-        "--auto-start",
-    ]);
+    let (ok, out, err) = create(&c, "vm-badcpu", &disk, true);
     assert!(ok, "{out} {err}");
     let id = c.server_id("vm-badcpu").await;
     let g = wait_failed(&c, &id, 120).await;
@@ -719,16 +727,7 @@ async fn bad_input_fails_with_the_reason_and_leaves_nothing() {
         "--no-progress",
     ]);
     assert!(ok, "{out} {err}");
-    let (ok, out, err) = c.p.climc(&[
-        "server-create",
-        "vm-noboot",
-        "--disk",
-        "1g:not-bootable",
-        "--net",
-        "net0",
-        "--mem-spec",
-        "256",
-    ]);
+    let (ok, out, err) = create(&c, "vm-noboot", "1g:not-bootable", false);
     assert!(ok, "{out} {err}");
     let id = c.server_id("vm-noboot").await;
     let g = wait_failed(&c, &id, 120).await;
@@ -770,16 +769,7 @@ async fn bad_input_fails_with_the_reason_and_leaves_nothing() {
     delete_and_wait(&c, &id1).await;
 
     // A disk larger than the host's storage (64 GiB): no host can take it.
-    let (ok, out, err) = c.p.climc(&[
-        "server-create",
-        "vm-huge",
-        "--disk",
-        "100g",
-        "--net",
-        "net0",
-        "--mem-spec",
-        "256",
-    ]);
+    let (ok, out, err) = create(&c, "vm-huge", "100g", false);
     if ok {
         let id = c.server_id("vm-huge").await;
         let g = wait_failed(&c, &id, 60).await;
@@ -813,16 +803,7 @@ async fn bad_input_fails_with_the_reason_and_leaves_nothing() {
     );
     // …and through the region: a guest the agent lost (its directory
     // removed behind its back) fails to start with that reason.
-    let (ok, out, err) = c.p.climc(&[
-        "server-create",
-        "vm-lost",
-        "--disk",
-        "1g",
-        "--net",
-        "net0",
-        "--mem-spec",
-        "256",
-    ]);
+    let (ok, out, err) = create(&c, "vm-lost", "1g", false);
     assert!(ok, "{out} {err}");
     let id = c.server_id("vm-lost").await;
     c.wait_status(&id, "ready", 120).await;

@@ -473,7 +473,8 @@ async fn bad_inputs_fail_with_the_reason_and_leave_nothing() {
 
     // Unknown guest.
     let (st, v) = e.call("/servers/nosuch/start", json!({})).await;
-    assert_eq!(st, 400);
+    assert_eq!(st, 404);
+    assert_eq!(v["class"], "NotFoundError", "{v}");
     assert!(
         v["details"].as_str().unwrap().contains("not on this host"),
         "{v}"

@@ -71,6 +71,26 @@ async fn ensure(
     Ok(row)
 }
 
+/// Give `user` this password (and unlock it) unless it already has it;
+/// true when it changed.
+async fn reset_password(db: &Db, user: &Row, password: &str) -> Result<bool> {
+    if crate::token::verify_password(password, &s(user, "password_hash")).await {
+        return Ok(false);
+    }
+    let mut ch = Row::new();
+    ch.insert(
+        "password_hash".into(),
+        json!(crate::token::hash_password(password).await?),
+    );
+    ch.insert(
+        "password_changed_at".into(),
+        json!(cloudpods_apis::time::now()),
+    );
+    ch.insert("locked_until".into(), Value::Null);
+    crud::update(db.write(), &USERS, &s(user, "id"), &ch).await?;
+    Ok(true)
+}
+
 /// Run the bootstrap. `admin_password`: use this password (also resets an
 /// existing admin's password to it); `None` generates one on first start.
 pub async fn bootstrap(
@@ -162,19 +182,8 @@ pub async fn bootstrap(
     let admin = match find_by_name(db, &USERS, ADMIN_USER, d).await? {
         Some(u) => {
             if let Some(pw) = admin_password
-                && !crate::token::verify_password(pw, &s(&u, "password_hash")).await
+                && reset_password(db, &u, pw).await?
             {
-                let mut ch = Row::new();
-                ch.insert(
-                    "password_hash".into(),
-                    json!(crate::token::hash_password(pw).await?),
-                );
-                ch.insert(
-                    "password_changed_at".into(),
-                    json!(cloudpods_apis::time::now()),
-                );
-                ch.insert("locked_until".into(), Value::Null);
-                crud::update(db.write(), &USERS, &s(&u, "id"), &ch).await?;
                 generated = Some(pw.to_string());
             }
             u
@@ -225,19 +234,7 @@ pub async fn ensure_service_user(db: &Db, name: &str, password: &str) -> Result<
     let d = Some(DEFAULT_DOMAIN_ID);
     let user = match find_by_name(db, &USERS, name, d).await? {
         Some(u) => {
-            if !crate::token::verify_password(password, &s(&u, "password_hash")).await {
-                let mut ch = Row::new();
-                ch.insert(
-                    "password_hash".into(),
-                    json!(crate::token::hash_password(password).await?),
-                );
-                ch.insert(
-                    "password_changed_at".into(),
-                    json!(cloudpods_apis::time::now()),
-                );
-                ch.insert("locked_until".into(), Value::Null);
-                crud::update(db.write(), &USERS, &s(&u, "id"), &ch).await?;
-            }
+            reset_password(db, &u, password).await?;
             u
         }
         None => {
