@@ -130,6 +130,9 @@ pub async fn glance(args: GlanceArgs) -> anyhow::Result<()> {
             }
         }
         let a = t.elapsed().as_secs_f64();
+        // As for cp: start from a clean page cache state.
+        let _ = std::fs::remove_file(&dst);
+        timed_cmd("sync", &[])?;
         let t = Instant::now();
         let n = images.download_to(&id, None, &dst, |_, _| {}).await?;
         let dn = t.elapsed().as_secs_f64();

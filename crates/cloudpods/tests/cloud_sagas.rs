@@ -18,6 +18,7 @@ use cloudpods_db::{Row, crud};
 use cloudpods_region::cloud::models::CLOUDACCOUNTS;
 use cloudpods_region::cloud::sync::SyncOptions;
 use cloudpods_region::models::*;
+use cloudpods_taskman::{NewTask, Owner};
 use common::saga::{self, Lab, st};
 use serde_json::{Value, json};
 
@@ -257,6 +258,104 @@ impl CloudLab {
             }
         }
     }
+}
+
+impl CloudLab {
+    /// VPCs / EIPs on the cloud.
+    async fn on_cloud(&self, kind: &str) -> usize {
+        match kind {
+            "vpc" => self.aws.vpcs().await.expect("vpcs").len(),
+            _ => self.aws.eips().await.expect("eips").len(),
+        }
+    }
+
+    async fn resource_task(&self, kind: &str, id: &str, op: &str) -> Row {
+        let t = NewTask::new(
+            "CloudResourceTask",
+            kind,
+            id,
+            id,
+            json!({"op": op, "kind": kind}),
+            Owner {
+                tenant_id: "p1".into(),
+                domain_id: "default".into(),
+                ..Default::default()
+            },
+        );
+        let engine = &self.lab.region.engine;
+        let tid = engine.submit(t).await.expect("submit");
+        engine
+            .wait(&tid, std::time::Duration::from_secs(30))
+            .await
+            .expect("wait")
+            .expect("CloudResourceTask finished")
+    }
+
+    /// Create then delete a VPC and an EIP through `CloudResourceTask`:
+    /// a failed create leaves nothing on the cloud, a repeated one makes
+    /// one resource, a delete (also when its end is interrupted) leaves
+    /// nothing.
+    async fn resource_cases(&self, fail: bool) {
+        let what = if fail { "failing" } else { "twice" };
+        for kind in ["vpc", "eip"] {
+            let desc = if kind == "vpc" { &*VPCS } else { &*EIPS };
+            let before = self.on_cloud(kind).await;
+            let mut r = row(json!({
+                "name": format!("saga-{kind}-{what}"), "cidr_block": "10.50.0.0/16",
+                "manager_id": self.manager_id, "cloudregion_id": self.cloudregion_id,
+                "status": "creating", "domain_id": "default", "tenant_id": "p1",
+            }));
+            crud::prepare_insert(desc, &mut r);
+            crud::insert(self.lab.db().write(), desc, &r)
+                .await
+                .expect("insert");
+            let id = r["id"].as_str().unwrap_or_default().to_string();
+            let t = self.resource_task(kind, &id, "create").await;
+            let got = crud::get(self.lab.db().read(), desc, &id)
+                .await
+                .expect("get")
+                .expect("row");
+            if fail {
+                assert_eq!(
+                    (st(&t), st(&got)),
+                    ("failed", "create_failed"),
+                    "{kind} {what}"
+                );
+                assert_eq!(got["external_id"], "", "{kind} {what}");
+                assert_eq!(
+                    self.on_cloud(kind).await,
+                    before,
+                    "{kind} left on the cloud"
+                );
+                continue;
+            }
+            assert_eq!(st(&t), "complete", "{kind} {what}: {t:?}");
+            assert_eq!(self.on_cloud(kind).await, before + 1, "{kind}: exactly one");
+            let t = self.resource_task(kind, &id, "delete").await;
+            assert_eq!(st(&t), "complete", "{kind} delete: {t:?}");
+            assert!(
+                crud::get(self.lab.db().read(), desc, &id)
+                    .await
+                    .expect("get")
+                    .is_none(),
+                "{kind} row left"
+            );
+            assert_eq!(
+                self.on_cloud(kind).await,
+                before,
+                "{kind} left on the cloud"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloud_resource_tasks_twice_and_failing() {
+    let c = cloud_lab().await;
+    c.lab.hooks(true, None);
+    c.resource_cases(false).await;
+    c.lab.hooks(false, Some(("CloudResourceTask", "call")));
+    c.resource_cases(true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

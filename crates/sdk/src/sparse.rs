@@ -34,16 +34,37 @@ impl SparseWriter {
     }
 
     pub fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        // Runs of data blocks go out in one write: on some machines a
+        // write() costs far more per call than per byte.
+        let mut run: Option<usize> = None;
+        let mut at = 0;
         for block in data.chunks(BLOCK) {
-            if !is_zero(block) {
-                if self.file_pos != self.pos {
-                    self.file.seek(SeekFrom::Start(self.pos))?;
+            if is_zero(block) {
+                if let Some(start) = run.take() {
+                    self.write_at(&data[start..at])?;
                 }
-                self.file.write_all(block)?;
-                self.file_pos = self.pos + block.len() as u64;
+            } else if run.is_none() {
+                run = Some(at);
             }
-            self.pos += block.len() as u64;
+            at += block.len();
+            if run.is_none() {
+                self.pos += block.len() as u64;
+            }
         }
+        if let Some(start) = run {
+            self.write_at(&data[start..])?;
+        }
+        Ok(())
+    }
+
+    /// Write `data` at the logical end.
+    fn write_at(&mut self, data: &[u8]) -> std::io::Result<()> {
+        if self.file_pos != self.pos {
+            self.file.seek(SeekFrom::Start(self.pos))?;
+        }
+        self.file.write_all(data)?;
+        self.pos += data.len() as u64;
+        self.file_pos = self.pos;
         Ok(())
     }
 
@@ -87,6 +108,22 @@ mod tests {
             all.extend_from_slice(&part);
         }
         assert_eq!(w.finish(true).unwrap(), all.len() as u64);
+        assert_eq!(std::fs::read(&p).unwrap(), all);
+    }
+
+    #[test]
+    fn one_buffer_with_holes_inside() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let mut all = vec![7u8; 3 * BLOCK + 100];
+        all[BLOCK..3 * BLOCK].fill(0);
+        all.extend(vec![0u8; BLOCK]);
+        all.extend(vec![9u8; 10]);
+        let mut w = SparseWriter::new(File::create(&p).unwrap());
+        w.write(&all).unwrap();
+        w.write(&[0u8; 5]).unwrap();
+        all.extend([0u8; 5]);
+        assert_eq!(w.finish(false).unwrap(), all.len() as u64);
         assert_eq!(std::fs::read(&p).unwrap(), all);
     }
 }

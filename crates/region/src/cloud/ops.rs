@@ -572,17 +572,7 @@ impl TaskDef for ResourceTask {
             }
             (_, "delete") => {
                 if !ext.is_empty() {
-                    let res = match kind.as_str() {
-                        "vpc" => drv.delete_vpc(&ext).await,
-                        "network" => drv.delete_network(&ext).await,
-                        "secgroup" => drv.delete_secgroup(&ext).await,
-                        "eip" => {
-                            ok_gone(drv.dissociate_eip(&ext).await)?;
-                            drv.release_eip(&ext).await
-                        }
-                        _ => Ok(()),
-                    };
-                    match res {
+                    match delete_on_cloud(&*drv, &kind, &ext).await {
                         Ok(()) | Err(cp::CloudError::NotFound(_)) => {}
                         // Still in use on the cloud (dependencies): wait.
                         Err(e @ cp::CloudError::Invalid { .. }) if t.attempt < 3 => {
@@ -608,6 +598,41 @@ impl TaskDef for ResourceTask {
         }
         Ok(Step::Done)
     }
+    /// A failed create leaves nothing on the cloud.
+    async fn undo_step(&self, t: &mut TaskCtx, _step: &str) -> Result<(), TaskError> {
+        if t.param_str("op") != "create" {
+            return Ok(());
+        }
+        let r = region(&self.0)?;
+        let kind = t.param_str("kind");
+        let Some(desc) = desc_of(&kind) else {
+            return Ok(());
+        };
+        let Some(row) = crud::get(r.db.read(), desc, &t.obj_id).await? else {
+            return Ok(());
+        };
+        let ext = s(&row, "external_id");
+        if ext.is_empty() {
+            return Ok(());
+        }
+        let drv = driver(&r, desc, &row).await?;
+        match delete_on_cloud(&*drv, &kind, &ext).await {
+            Ok(()) | Err(cp::CloudError::NotFound(_)) => {}
+            Err(e) => return Err(ce(e)),
+        }
+        if kind == "secgroup" {
+            let mut q =
+                cloudpods_db::Sql::new("DELETE FROM `secgrouprules_tbl` WHERE `secgroup_id` = ");
+            q.bind(t.obj_id.as_str());
+            q.query()?
+                .execute(r.db.write())
+                .await
+                .map_err(cloudpods_db::DbError::from)?;
+        }
+        set(&r, desc, &t.obj_id, json!({"external_id": ""})).await?;
+        Ok(())
+    }
+
     async fn on_failure(
         &self,
         t: &mut TaskCtx,
@@ -625,6 +650,27 @@ impl TaskDef for ResourceTask {
             _ => "ready",
         };
         crate::tasks::set_status(&r, desc, &t.obj_id, st, Some(reason)).await
+    }
+}
+
+/// Delete a resource on the cloud.
+async fn delete_on_cloud(
+    drv: &dyn cp::RegionDriver,
+    kind: &str,
+    ext: &str,
+) -> std::result::Result<(), cp::CloudError> {
+    match kind {
+        "vpc" => drv.delete_vpc(ext).await,
+        "network" => drv.delete_network(ext).await,
+        "secgroup" => drv.delete_secgroup(ext).await,
+        "eip" => {
+            match drv.dissociate_eip(ext).await {
+                Ok(()) | Err(cp::CloudError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+            drv.release_eip(ext).await
+        }
+        _ => Ok(()),
     }
 }
 
