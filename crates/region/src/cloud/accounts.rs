@@ -287,6 +287,7 @@ impl Model for Accounts {
         for p in &provs {
             super::purge_managed(&self.region.db, &s(p, "id")).await?;
             crud::delete(self.region.db.write(), &CLOUDPROVIDERS, &s(p, "id")).await?;
+            self.region.cloud.forget_fleets(&s(p, "id"));
         }
         cloudpods_rest::generic::delete_row(self, ctx, obj, q).await
     }

@@ -90,6 +90,12 @@ impl CloudState {
             .clone()
     }
 
+    /// Drop the cached views of a provider (its account is gone).
+    pub fn forget_fleets(&self, manager_id: &str) {
+        let mut m = self.fleets.lock().unwrap_or_else(|e| e.into_inner());
+        m.retain(|(mgr, _), _| mgr != manager_id);
+    }
+
     pub fn key(&self) -> &SecretKey {
         &self.key
     }
