@@ -17,6 +17,7 @@ use cloudpods_host::sim::{SimDriver, SimOptions};
 use crate::config::Config;
 
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Host agent")]
 pub struct HostArgs {
     /// Simulate a hypervisor (no QEMU): guests are records that change
     /// state after --sim-delay-ms.
@@ -38,8 +39,10 @@ pub struct HostArgs {
     /// 32 CPUs, 128 GiB, 2 TiB when simulating).
     #[arg(long)]
     pub cpu: Option<i64>,
+    /// Memory to report, in MB.
     #[arg(long)]
     pub mem_mb: Option<i64>,
+    /// Local storage to report, in GB.
     #[arg(long)]
     pub storage_gb: Option<i64>,
     /// Where guest disks live (default `<data_dir>/disks`).
