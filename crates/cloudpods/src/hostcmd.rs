@@ -100,6 +100,16 @@ impl HostAgent {
         Ok(())
     }
 
+    /// Resolves when the agent's HTTP server stops by itself (it should
+    /// not: the region could no longer reach this host).
+    pub async fn failed(&mut self) -> anyhow::Error {
+        match (&mut self.server).await {
+            Ok(Ok(())) => anyhow::anyhow!("the host agent's server stopped"),
+            Ok(Err(e)) => anyhow::anyhow!("the host agent's server failed: {e}"),
+            Err(e) => anyhow::anyhow!("the host agent's server task: {e}"),
+        }
+    }
+
     /// Stop serving. Guests keep running: the next agent re-adopts them.
     pub fn stop(&self) {
         self.server.abort();

@@ -550,13 +550,29 @@ pub async fn run(
         write_private(&path, &serde_json::to_string_pretty(&doc)?)?;
     }
 
-    shutdown_signal().await;
+    let mut agent = agent;
+    let outcome = match agent.as_mut() {
+        // The in-process agent is part of the platform: if it stops
+        // serving, say so and stop instead of showing a live host that
+        // cannot be reached.
+        Some(a) => tokio::select! {
+            _ = shutdown_signal() => Ok(()),
+            e = a.failed() => {
+                tracing::error!(error = %e, "shutting down");
+                Err(e)
+            }
+        },
+        None => {
+            shutdown_signal().await;
+            Ok(())
+        }
+    };
     tracing::info!("shutting down");
     if let Some(a) = &agent {
         a.stop();
     }
     started.stop().await;
-    Ok(())
+    outcome
 }
 
 /// The service account the in-process host agent logs in as.

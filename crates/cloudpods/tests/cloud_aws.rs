@@ -307,8 +307,8 @@ async fn account_sync_and_servers_through_the_api() {
     d.raw("DeleteSubnet", &[("SubnetId", &subnet2)])
         .await
         .unwrap();
-    // A loose volume appears (the incremental view lists unattached
-    // volumes every run).
+    // A loose volume appears (incremental runs list unattached volumes
+    // every time).
     let vol = d
         .raw(
             "CreateVolume",

@@ -128,13 +128,7 @@ impl CloudLab {
             .run_instances(1, "ami-12345678", "t2.micro", "")
             .await
             .expect("run");
-        let region = self.lab.region.clone();
-        let acc = crud::list(&region.db, &CLOUDACCOUNTS, &Default::default())
-            .await
-            .expect("accounts")
-            .0;
-        let acc_id = acc[0]["id"].as_str().unwrap_or_default().to_string();
-        cloudpods_region::cloud::sync_account(&region, &acc_id, &SyncOptions::default()).await;
+        self.sync().await;
         let g = guests(&self.lab)
             .await
             .into_iter()
@@ -144,6 +138,17 @@ impl CloudLab {
             g["id"].as_str().unwrap_or_default().to_string(),
             ids[0].clone(),
         )
+    }
+
+    /// One (incremental after the first) sync of the account.
+    async fn sync(&self) {
+        let region = self.lab.region.clone();
+        let acc = crud::list(&region.db, &CLOUDACCOUNTS, &Default::default())
+            .await
+            .expect("accounts")
+            .0;
+        let acc_id = acc[0]["id"].as_str().unwrap_or_default().to_string();
+        cloudpods_region::cloud::sync_account(&region, &acc_id, &SyncOptions::default()).await;
     }
 
     /// A guest row as the API prepares a public-cloud create.
@@ -207,6 +212,9 @@ impl CloudLab {
                     .raw("StopInstances", &[("InstanceId.1", &ext)])
                     .await
                     .expect("stop");
+                // The sync's cached view now holds the stopped instance
+                // with its old type.
+                self.sync().await;
                 (
                     Some("change_flavor"),
                     json!({"instance_type": "t2.small", "vcpu_count": 1, "vmem_size": 2048}),
@@ -232,6 +240,12 @@ impl CloudLab {
                     self.aws.vm(&ext).await.expect("vm").instance_type,
                     "t2.small"
                 );
+                // The next (incremental) sync keeps the new type: the task
+                // made it re-read the instance.
+                self.sync().await;
+                let g = lab.guest_any(&id).await;
+                assert_eq!(g["instance_type"], "t2.small", "{what}: {g:?}");
+                assert_eq!(g["vmem_size"], 2048, "{what}: {g:?}");
             }
         } else if task == "CloudGuestDeleteTask" && fail == Some("cleanup") {
             // The cleanup's one transaction committed before the injected

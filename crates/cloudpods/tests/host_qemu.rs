@@ -752,37 +752,32 @@ async fn bad_input_fails_with_the_reason_and_leaves_nothing() {
     let id1 = c.server_id("vm-mac1").await;
     c.wait_status(&id1, "ready", 120).await;
     let second = c.admin.post(&format!("{r}/servers"), body("vm-mac2")).await;
-    if second.status == 200 {
-        let id2 = c.server_id("vm-mac2").await;
-        let g = wait_failed(&c, &id2, 60).await;
-        assert_eq!(g["status"], "net_fail", "{g}");
-        assert!(
-            g["fail_reason"]
-                .as_str()
-                .is_some_and(|r| r.contains("already in use")),
-            "{g}"
-        );
-        delete_and_wait(&c, &id2).await;
-    } else {
-        assert_eq!(second.status, 409, "{second:?}");
-    }
+    assert_eq!(second.status, 200, "{second:?}");
+    let id2 = c.server_id("vm-mac2").await;
+    let g = wait_failed(&c, &id2, 60).await;
+    assert_eq!(g["status"], "net_fail", "{g}");
+    assert!(
+        g["fail_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("already in use")),
+        "{g}"
+    );
+    delete_and_wait(&c, &id2).await;
     delete_and_wait(&c, &id1).await;
 
     // A disk larger than the host's storage (64 GiB): no host can take it.
     let (ok, out, err) = create(&c, "vm-huge", "100g", false);
-    if ok {
-        let id = c.server_id("vm-huge").await;
-        let g = wait_failed(&c, &id, 60).await;
-        assert!(
-            g["fail_reason"]
-                .as_str()
-                .is_some_and(|r| r.contains("storage")),
-            "{g}"
-        );
-        delete_and_wait(&c, &id).await;
-    } else {
-        assert!(err.contains("storage"), "{out} {err}");
-    }
+    assert!(ok, "{out} {err}");
+    let id = c.server_id("vm-huge").await;
+    let g = wait_failed(&c, &id, 60).await;
+    assert_eq!(g["status"], "sched_fail", "{g}");
+    assert!(
+        g["fail_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("storage")),
+        "{g}"
+    );
+    delete_and_wait(&c, &id).await;
 
     // A guest the agent does not know.
     let unknown = "00000000-0000-4000-8000-000000000001";

@@ -250,18 +250,27 @@ pub async fn ensure_service_user(db: &Db, name: &str, password: &str) -> Result<
             .await?
         }
     };
+    // A service account is never left locked or disabled by a past
+    // incident: the platform needs it to work.
+    let mut ch = Row::new();
+    ch.insert("locked_until".into(), Value::Null);
+    ch.insert("enabled".into(), json!(true));
+    crud::update(db.write(), &USERS, &s(&user, "id"), &ch).await?;
     let project = find_by_name(db, &PROJECTS, SYSTEM_PROJECT, d).await?;
     let role = find_by_name(db, &ROLES, "admin", d).await?;
-    if let (Some(p), Some(r)) = (project, role) {
-        store::add_assignment(
-            db,
-            "UserProject",
-            &s(&user, "id"),
-            &s(&p, "id"),
-            &s(&r, "id"),
-        )
-        .await?;
-    }
+    let (Some(p), Some(r)) = (project, role) else {
+        return Err(KeystoneError::BadRequest(format!(
+            "service account {name}: the {SYSTEM_PROJECT} project or the admin role is missing; run the bootstrap first"
+        )));
+    };
+    store::add_assignment(
+        db,
+        "UserProject",
+        &s(&user, "id"),
+        &s(&p, "id"),
+        &s(&r, "id"),
+    )
+    .await?;
     Ok(())
 }
 

@@ -226,6 +226,7 @@ pub static STORAGECACHES: LazyLock<ModelDesc> = LazyLock::new(|| {
         .status("active")
         .col(Column::str("path", 512).list())
         .col(Column::str("master_host", 128).list().indexed())
+        .unique(&["master_host"])
         .build()
 });
 

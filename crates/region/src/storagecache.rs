@@ -51,23 +51,35 @@ fn obj(v: Value) -> Row {
     v.as_object().cloned().unwrap_or_default()
 }
 
+async fn host_cache(db: &Db, host_id: &str) -> Result<Option<Row>> {
+    Ok(
+        store::rows_in(db, &STORAGECACHES, "master_host", &[host_id.to_string()])
+            .await?
+            .into_iter()
+            .next(),
+    )
+}
+
+/// A deleted host's cache and what it held.
+pub async fn forget_host(db: &Db, host_id: &str) -> std::result::Result<(), cloudpods_db::DbError> {
+    for c in store::rows_in(db, &STORAGECACHES, "master_host", &[host_id.to_string()]).await? {
+        store::purge_where(db, &STORAGECACHEDIMAGES, "storagecache_id", &s(&c, "id")).await?;
+        crud::purge(db.write(), &STORAGECACHES, &s(&c, "id")).await?;
+    }
+    Ok(())
+}
+
 /// Reconcile the cache of `host` with the agent's report.
 pub async fn sync_host_cache(db: &Db, ctx: &Ctx, host: &Row, input: &Object) -> Result<Value> {
     let (path, images) = parse(input)?;
     let host_id = s(host, "id");
 
-    // The host's storage cache.
-    let caches = store::rows_in(
-        db,
-        &STORAGECACHES,
-        "master_host",
-        std::slice::from_ref(&host_id),
-    )
-    .await?;
-    let cache_id = match caches.first() {
+    // The host's storage cache (one per host: a report racing another
+    // one finds the row the other inserted).
+    let cache_id = match host_cache(db, &host_id).await? {
         Some(c) => {
-            let id = s(c, "id");
-            if s(c, "path") != path {
+            let id = s(&c, "id");
+            if s(&c, "path") != path {
                 crud::update(db.write(), &STORAGECACHES, &id, &obj(json!({"path": path}))).await?;
             }
             id
@@ -80,8 +92,14 @@ pub async fn sync_host_cache(db: &Db, ctx: &Ctx, host: &Row, input: &Object) -> 
                 "domain_id": s(host, "domain_id"),
             }));
             crud::prepare_insert(&STORAGECACHES, &mut row);
-            crud::insert(db.write(), &STORAGECACHES, &row).await?;
-            s(&row, "id")
+            match crud::insert(db.write(), &STORAGECACHES, &row).await {
+                Ok(_) => s(&row, "id"),
+                Err(cloudpods_db::DbError::Duplicate(_)) => host_cache(db, &host_id)
+                    .await?
+                    .map(|c| s(&c, "id"))
+                    .ok_or_else(|| HttpError::conflict("storage cache changed meanwhile"))?,
+                Err(e) => return Err(e.into()),
+            }
         }
     };
 

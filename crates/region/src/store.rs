@@ -164,6 +164,17 @@ pub async fn release_nics(db: &Db, guest_id: &str) -> Result<(), DbError> {
     Ok(())
 }
 
+/// Remove every row of `desc` whose `col` is `value`.
+pub async fn purge_where(db: &Db, desc: &ModelDesc, col: &str, value: &str) -> Result<(), DbError> {
+    let mut q = Sql::new(format!("DELETE FROM `{}` WHERE `{col}` = ", desc.table));
+    q.bind(value);
+    q.query()?
+        .execute(db.write())
+        .await
+        .map_err(DbError::from)?;
+    Ok(())
+}
+
 /// Tasks of an object (direct or as a member of a batch).
 pub async fn object_task_ids(db: &Db, obj_id: &str) -> Result<Vec<String>, DbError> {
     let mut q = Sql::new("SELECT `task_id` FROM `taskobjects_tbl` WHERE `obj_id` = ");

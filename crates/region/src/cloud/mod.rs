@@ -90,6 +90,22 @@ impl CloudState {
             .clone()
     }
 
+    /// Make the next sync re-read an instance our task just changed.
+    pub async fn forget_vm(&self, manager_id: &str, external_id: &str) {
+        let slots: Vec<fleet::FleetSlot> = {
+            let m = self.fleets.lock().unwrap_or_else(|e| e.into_inner());
+            m.iter()
+                .filter(|((mgr, _), _)| mgr == manager_id)
+                .map(|(_, slot)| slot.clone())
+                .collect()
+        };
+        for slot in slots {
+            if let Some(f) = slot.lock().await.as_mut() {
+                f.forget(external_id);
+            }
+        }
+    }
+
     /// Drop the cached views of a provider (its account is gone).
     pub fn forget_fleets(&self, manager_id: &str) {
         let mut m = self.fleets.lock().unwrap_or_else(|e| e.into_inner());

@@ -583,14 +583,7 @@ impl TaskDef for ResourceTask {
                     }
                 }
                 if kind == "secgroup" {
-                    let mut q = cloudpods_db::Sql::new(
-                        "DELETE FROM `secgrouprules_tbl` WHERE `secgroup_id` = ",
-                    );
-                    q.bind(id.as_str());
-                    q.query()?
-                        .execute(r.db.write())
-                        .await
-                        .map_err(cloudpods_db::DbError::from)?;
+                    delete_rules(&r, &id).await?;
                 }
                 crud::delete(r.db.write(), desc, &id).await?;
             }
@@ -615,19 +608,23 @@ impl TaskDef for ResourceTask {
         if ext.is_empty() {
             return Ok(());
         }
-        let drv = driver(&r, desc, &row).await?;
-        match delete_on_cloud(&*drv, &kind, &ext).await {
-            Ok(()) | Err(cp::CloudError::NotFound(_)) => {}
-            Err(e) => return Err(ce(e)),
+        // Best effort, once: an undo that cannot finish would be retried
+        // for ever. What stays on the cloud keeps its `external_id`, so
+        // the next sync shows it and it can be deleted.
+        let deleted = match driver(&r, desc, &row).await {
+            Ok(drv) => match delete_on_cloud(&*drv, &kind, &ext).await {
+                Ok(()) | Err(cp::CloudError::NotFound(_)) => Ok(()),
+                Err(e) => Err(e.to_string()),
+            },
+            Err(e) => Err(e.0),
+        };
+        if let Err(e) = deleted {
+            tracing::warn!(%kind, external_id = %ext, error = %e,
+                "a failed create left its resource on the cloud");
+            return Ok(());
         }
         if kind == "secgroup" {
-            let mut q =
-                cloudpods_db::Sql::new("DELETE FROM `secgrouprules_tbl` WHERE `secgroup_id` = ");
-            q.bind(t.obj_id.as_str());
-            q.query()?
-                .execute(r.db.write())
-                .await
-                .map_err(cloudpods_db::DbError::from)?;
+            delete_rules(&r, &t.obj_id).await?;
         }
         set(&r, desc, &t.obj_id, json!({"external_id": ""})).await?;
         Ok(())
@@ -651,6 +648,12 @@ impl TaskDef for ResourceTask {
         };
         crate::tasks::set_status(&r, desc, &t.obj_id, st, Some(reason)).await
     }
+}
+
+/// Remove a security group's rules (the group is gone or was never made).
+async fn delete_rules(r: &Region, secgroup_id: &str) -> Result<(), TaskError> {
+    crate::store::purge_where(&r.db, &SECGROUPRULES, "secgroup_id", secgroup_id).await?;
+    Ok(())
 }
 
 /// Delete a resource on the cloud.

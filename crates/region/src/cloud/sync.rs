@@ -1202,15 +1202,33 @@ impl RegionJob {
                         .collect();
                     let parents: Vec<String> = a.ids.values().cloned().collect();
                     let mut wanted: HashMap<String, Vec<Row>> = HashMap::new();
+                    // A volume the instance's own list does not name (attached
+                    // since it was listed) goes after the known ones, never
+                    // as the boot disk.
+                    let known: HashMap<&str, usize> = vm_list
+                        .iter()
+                        .map(|v| (v.external_id.as_str(), v.disk_ids.len()))
+                        .collect();
+                    let mut extra: HashMap<&str, usize> = HashMap::new();
                     for dk in &list {
                         let (Some(did), Some(gid)) =
                             (a.ids.get(&dk.external_id), guest_ids.get(&dk.vm_id))
                         else {
                             continue;
                         };
-                        let idx = order.get(dk.external_id.as_str()).copied().unwrap_or(0);
-                        wanted.insert(did.clone(), vec![row(json!({"guest_id": gid, "index": idx,
-                                                                   "boot_index": if idx == 0 { 0 } else { -1 }}))]);
+                        let (idx, boot) = match order.get(dk.external_id.as_str()) {
+                            Some(&i) => (i, if i == 0 { 0 } else { -1 }),
+                            None => {
+                                let n = extra.entry(dk.vm_id.as_str()).or_insert(0);
+                                *n += 1;
+                                (known.get(dk.vm_id.as_str()).copied().unwrap_or(0) + *n, -1)
+                            }
+                        };
+                        wanted.insert(
+                            did.clone(),
+                            vec![row(json!({"guest_id": gid, "index": idx,
+                                                                   "boot_index": boot}))],
+                        );
                     }
                     sync_joint(
                         &self.db,

@@ -424,6 +424,13 @@ pub async fn create_servers(region: &Arc<Region>, ctx: &Ctx, rows: Vec<Row>) -> 
         add.cpu += crate::store::i(r, "vcpu_count");
         add.memory += crate::store::i(r, "vmem_size");
         add.server += 1;
+        add.port += 1;
+        let p = &r.get("create_params").cloned().unwrap_or(Value::Null)["cloud"];
+        let data: i64 = p["data_disks_gb"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_i64).sum())
+            .unwrap_or(0);
+        add.storage += (p["sys_disk_gb"].as_i64().unwrap_or(0) + data) * 1024;
     }
     let project = s(first, "tenant_id");
     let mut tx = crate::quota::begin(&region.db, &project).await?;
@@ -563,6 +570,10 @@ async fn set_guest(r: &Region, id: &str, ch: Value) -> Result<(), TaskError> {
 /// Record the instance's state and NICs on the guest.
 async fn record_vm(r: &Region, guest: &Row, vm: &cp::Vm) -> Result<(), TaskError> {
     let id = s(guest, "id");
+    // The sync's cached view of the instance predates this.
+    r.cloud
+        .forget_vm(&s(guest, "manager_id"), &vm.external_id)
+        .await;
     set_guest(
         r,
         &id,
@@ -996,6 +1007,9 @@ impl TaskDef for ChangeConfig {
                    "status": status::READY}),
         )
         .await?;
+        r.cloud
+            .forget_vm(&s(&guest, "manager_id"), &s(&guest, "external_id"))
+            .await;
         Ok(Step::Done)
     }
     async fn on_failure(

@@ -1682,6 +1682,7 @@ impl Infra {
                 crud::delete(db.write(), &STORAGES, sid).await?;
             }
         }
+        crate::storagecache::forget_host(db, host_id).await?;
         Ok(())
     }
 
