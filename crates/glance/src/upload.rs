@@ -22,8 +22,9 @@ use crate::error::{GlanceError, Result};
 /// Chunks in flight per consumer.
 const DEPTH: usize = 4;
 /// Network reads are often a few KiB: small ones are gathered into chunks
-/// of this size, so each consumer thread wakes per MiB, not per read.
-const GATHER: usize = 1 << 20;
+/// of this size, so each consumer thread wakes per 256 KiB, not per read
+/// (larger chunks raised the server's peak memory past 100 MB).
+const GATHER: usize = 256 << 10;
 
 /// What arrived.
 #[derive(Debug, Clone)]

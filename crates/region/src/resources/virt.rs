@@ -733,9 +733,12 @@ impl Model for Disks {
             .submit_in(&mut tx, &t)
             .await
             .map_err(|e| HttpError::internal(e.0))?;
+        // Read the answer before the task can run: it may remove the row
+        // at once (nothing to free on an agent).
+        let out = crud::must_get(&mut *tx, &DISKS, &id).await?;
         tx.commit().await.map_err(commit_err)?;
         self.region.engine.wake();
-        Ok(crud::must_get(db.read(), &DISKS, &id).await?)
+        Ok(out)
     }
 
     async fn perform(&self, ctx: &Ctx, obj: Row, action: &str, input: Object) -> Result<Value> {
@@ -940,9 +943,12 @@ impl Model for Snapshots {
             .submit_in(&mut tx, &t)
             .await
             .map_err(|e| HttpError::internal(e.0))?;
+        // Read the answer before the task can run: it may remove the row
+        // at once (nothing to free on an agent).
+        let out = crud::must_get(&mut *tx, &SNAPSHOTS, &id).await?;
         tx.commit().await.map_err(commit_err)?;
         self.region.engine.wake();
-        Ok(crud::must_get(db.read(), &SNAPSHOTS, &id).await?)
+        Ok(out)
     }
 }
 
