@@ -491,6 +491,26 @@ impl AwsRegion {
             .collect())
     }
 
+    /// `{verb}SecurityGroupIngress` / `…Egress` for the rules of each
+    /// direction (`verb`: `Authorize` or `Revoke`).
+    async fn rules_call(&self, secgroup_id: &str, rules: &[SecRule], verb: &str) -> Result<()> {
+        for (dir, side) in [("in", "Ingress"), ("out", "Egress")] {
+            let these: Vec<SecRule> = rules
+                .iter()
+                .filter(|r| r.direction == dir)
+                .cloned()
+                .collect();
+            if these.is_empty() {
+                continue;
+            }
+            let mut ps = vec![p("GroupId", secgroup_id)];
+            ps.extend(Self::rule_params(&these));
+            self.call(&format!("{verb}SecurityGroup{side}"), &ps)
+                .await?;
+        }
+        Ok(())
+    }
+
     fn rule_params(rules: &[SecRule]) -> Params {
         let mut ps = Vec::new();
         for (n, r) in rules.iter().enumerate() {
@@ -1070,43 +1090,11 @@ impl RegionDriver for AwsRegion {
     }
 
     async fn add_rules(&self, secgroup_id: &str, rules: &[SecRule]) -> Result<()> {
-        for (dir, action) in [
-            ("in", "AuthorizeSecurityGroupIngress"),
-            ("out", "AuthorizeSecurityGroupEgress"),
-        ] {
-            let these: Vec<SecRule> = rules
-                .iter()
-                .filter(|r| r.direction == dir)
-                .cloned()
-                .collect();
-            if these.is_empty() {
-                continue;
-            }
-            let mut ps = vec![p("GroupId", secgroup_id)];
-            ps.extend(Self::rule_params(&these));
-            self.call(action, &ps).await?;
-        }
-        Ok(())
+        self.rules_call(secgroup_id, rules, "Authorize").await
     }
 
     async fn remove_rules(&self, secgroup_id: &str, rules: &[SecRule]) -> Result<()> {
-        for (dir, action) in [
-            ("in", "RevokeSecurityGroupIngress"),
-            ("out", "RevokeSecurityGroupEgress"),
-        ] {
-            let these: Vec<SecRule> = rules
-                .iter()
-                .filter(|r| r.direction == dir)
-                .cloned()
-                .collect();
-            if these.is_empty() {
-                continue;
-            }
-            let mut ps = vec![p("GroupId", secgroup_id)];
-            ps.extend(Self::rule_params(&these));
-            self.call(action, &ps).await?;
-        }
-        Ok(())
+        self.rules_call(secgroup_id, rules, "Revoke").await
     }
 
     async fn allocate_eip(&self, name: &str) -> Result<Eip> {

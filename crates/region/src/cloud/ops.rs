@@ -36,7 +36,7 @@ fn is_cloud_region(cr: &Row) -> bool {
 }
 
 /// The enabled provider that syncs a cloud region.
-async fn provider_of_region(region: &Arc<Region>, cr: &Row) -> Result<Row> {
+pub(crate) async fn provider_of_region(region: &Arc<Region>, cr: &Row) -> Result<Row> {
     let joints = crate::store::rows_in(
         &region.db,
         &CLOUDPROVIDER_REGIONS,

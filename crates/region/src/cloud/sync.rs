@@ -523,6 +523,29 @@ impl RegionJob {
         r
     }
 
+    /// A plan over this provider's rows of one kind in this region (every
+    /// region-level resource: VPCs, security groups, EIPs, images).
+    fn region_plan(
+        &self,
+        desc: &'static ModelDesc,
+        project: bool,
+        desired: Vec<(String, Row)>,
+    ) -> Plan {
+        let mut fixed = self.fixed(project);
+        fixed.insert("cloudregion_id".into(), json!(self.cloudregion_id));
+        Plan {
+            desc,
+            scope: vec![
+                self.mgr(),
+                crud::eq("cloudregion_id", self.cloudregion_id.as_str()),
+            ],
+            desired,
+            fixed,
+            remove: true,
+            keep_status_in: &[],
+        }
+    }
+
     fn mgr(&self) -> Sql {
         crud::eq("manager_id", self.owner.manager_id.as_str())
     }
@@ -802,10 +825,10 @@ impl RegionJob {
         match vpcs {
             Ok(list) => {
                 vpcs_ok = true;
-                let plan = Plan {
-                    desc: &VPCS,
-                    scope: vec![self.mgr(), crud::eq("cloudregion_id", self.cloudregion_id.as_str())],
-                    desired: list
+                let plan = self.region_plan(
+                    &VPCS,
+                    false,
+                    list
                         .iter()
                         .map(|v| {
                             (
@@ -815,14 +838,7 @@ impl RegionJob {
                             )
                         })
                         .collect(),
-                    fixed: {
-                        let mut f = self.fixed(false);
-                        f.insert("cloudregion_id".into(), json!(self.cloudregion_id));
-                        f
-                    },
-                    remove: true,
-                    keep_status_in: &[],
-                };
+                );
                 let a = apply(&self.db, plan, reg, "vpcs", out).await?;
                 out.count("vpcs", &a.counts);
             }
@@ -916,10 +932,10 @@ impl RegionJob {
         // Security groups and their rules.
         match sgs {
             Ok(list) => {
-                let plan = Plan {
-                    desc: &SECGROUPS,
-                    scope: vec![self.mgr(), crud::eq("cloudregion_id", self.cloudregion_id.as_str())],
-                    desired: list
+                let plan = self.region_plan(
+                    &SECGROUPS,
+                    true,
+                    list
                         .iter()
                         .map(|g| {
                             (
@@ -930,14 +946,7 @@ impl RegionJob {
                             )
                         })
                         .collect(),
-                    fixed: {
-                        let mut f = self.fixed(true);
-                        f.insert("cloudregion_id".into(), json!(self.cloudregion_id));
-                        f
-                    },
-                    remove: true,
-                    keep_status_in: &[],
-                };
+                );
                 let a = apply(&self.db, plan, reg, "secgroups", out).await?;
                 out.count("secgroups", &a.counts);
                 let mut wanted: HashMap<String, Vec<Row>> = HashMap::new();
@@ -1252,10 +1261,10 @@ impl RegionJob {
         // EIPs.
         match eips {
             Ok(list) if vms_ok || list.iter().all(|e| e.vm_id.is_empty()) => {
-                let plan = Plan {
-                    desc: &EIPS,
-                    scope: vec![self.mgr(), crud::eq("cloudregion_id", self.cloudregion_id.as_str())],
-                    desired: list
+                let plan = self.region_plan(
+                    &EIPS,
+                    true,
+                    list
                         .iter()
                         .map(|e| {
                             let gid = guest_ids.get(&e.vm_id).cloned().unwrap_or_default();
@@ -1267,14 +1276,7 @@ impl RegionJob {
                             )
                         })
                         .collect(),
-                    fixed: {
-                        let mut f = self.fixed(true);
-                        f.insert("cloudregion_id".into(), json!(self.cloudregion_id));
-                        f
-                    },
-                    remove: true,
-                    keep_status_in: &[],
-                };
+                );
                 let a = apply(&self.db, plan, reg, "eips", out).await?;
                 out.count("eips", &a.counts);
             }
@@ -1285,10 +1287,10 @@ impl RegionJob {
         // Images.
         match images {
             Ok(list) => {
-                let plan = Plan {
-                    desc: &CACHEDIMAGES,
-                    scope: vec![self.mgr(), crud::eq("cloudregion_id", self.cloudregion_id.as_str())],
-                    desired: list
+                let plan = self.region_plan(
+                    &CACHEDIMAGES,
+                    true,
+                    list
                         .iter()
                         .map(|i| {
                             (
@@ -1298,14 +1300,7 @@ impl RegionJob {
                             )
                         })
                         .collect(),
-                    fixed: {
-                        let mut f = self.fixed(true);
-                        f.insert("cloudregion_id".into(), json!(self.cloudregion_id));
-                        f
-                    },
-                    remove: true,
-                    keep_status_in: &[],
-                };
+                );
                 let a = apply(&self.db, plan, reg, "images", out).await?;
                 out.count("images", &a.counts);
             }

@@ -76,30 +76,7 @@ async fn managed_region(region: &Arc<Region>, manager: Option<&Row>, cr: &Row) -
     if let Some(m) = manager {
         return Ok(m.clone());
     }
-    // The provider that syncs this region.
-    let joints = crate::store::rows_in(
-        &region.db,
-        &CLOUDPROVIDER_REGIONS,
-        "cloudregion_id",
-        &[s(cr, "id")],
-    )
-    .await?;
-    for j in joints {
-        if let Some(p) = crud::get(
-            region.db.read(),
-            &CLOUDPROVIDERS,
-            &s(&j, "cloudprovider_id"),
-        )
-        .await?
-            && crate::store::b(&p, "enabled")
-        {
-            return Ok(p);
-        }
-    }
-    Err(HttpError::input(format!(
-        "no enabled cloud account manages region {}",
-        s(cr, "name")
-    )))
+    super::ops::provider_of_region(region, cr).await
 }
 
 /// If `input` asks for a public-cloud server, check it and return the
