@@ -30,21 +30,41 @@ async fn check_consistent(
     host: &SimHost,
     expect_at_least: usize,
 ) -> Vec<Value> {
-    let list = wait_until(
-        admin,
-        &format!("{region}/servers?scope=system&limit=2048"),
-        180,
-        |b| {
-            b["servers"].as_array().is_some_and(|a| {
-                a.len() >= expect_at_least
-                    && a.iter().all(|s| {
-                        let st = s["status"].as_str().unwrap_or_default();
-                        st == "running" || TERMINAL_FAIL.contains(&st)
-                    })
-            })
-        },
-    )
-    .await;
+    let url = format!("{region}/servers?scope=system&limit=2048");
+    let settled = |b: &Value| {
+        b["servers"].as_array().is_some_and(|a| {
+            a.len() >= expect_at_least
+                && a.iter().all(|s| {
+                    let st = s["status"].as_str().unwrap_or_default();
+                    st == "running" || TERMINAL_FAIL.contains(&st)
+                })
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    let list = loop {
+        let r = admin.get(&url).await;
+        if settled(&r.body) {
+            break r.body;
+        }
+        if std::time::Instant::now() > deadline {
+            // Say what is missing rather than dump every row.
+            let rows = r.body["servers"].as_array().cloned().unwrap_or_default();
+            let unsettled: Vec<String> = rows
+                .iter()
+                .filter(|s| {
+                    let st = s["status"].as_str().unwrap_or_default();
+                    st != "running" && !TERMINAL_FAIL.contains(&st)
+                })
+                .map(|s| format!("{} {}", s["name"], s["status"]))
+                .collect();
+            panic!(
+                "not settled after 180 s: {} servers for {expect_at_least} accepted creates; \
+                 not running nor failed: {unsettled:?}",
+                rows.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let servers = list["servers"].as_array().cloned().unwrap_or_default();
     for s in &servers {
         let st = s["status"].as_str().unwrap_or_default();
