@@ -314,10 +314,17 @@ impl Engine {
         // after a short grace instead of their full timeout. Stages are
         // idempotent, so a callback that does arrive in time wins and a
         // late duplicate is ignored.
+        // A task of this node killed between sending its request and
+        // committing the wait is still `running`, with the callback
+        // deadline already set: it gets the same grace.
         let grace = later(RESTART_CALLBACK_GRACE);
         let mut q = Sql::new("UPDATE `tasks_tbl` SET `wait_until` = ");
         q.bind(grace.clone())
-            .push(" WHERE `status` = 'waiting' AND (`wait_until` IS NULL OR `wait_until` > ")
+            .push(" WHERE (`status` = 'waiting' AND (`wait_until` IS NULL OR `wait_until` > ")
+            .bind(grace.clone())
+            .push(")) OR (`status` = 'running' AND `lease_owner` = ")
+            .bind(self.node.as_str())
+            .push(" AND `wait_until` > ")
             .bind(grace)
             .push(")");
         q.query()?
