@@ -150,22 +150,24 @@ async fn read_local(
     start: u64,
     end: u64,
 ) -> Result<BoxStream<'static, std::io::Result<Bytes>>> {
+    use cloudpods_sdk::recycle::Recycler;
     use std::io::{Read, Seek, SeekFrom};
     let mut f = std::fs::File::open(&path).map_err(|e| GlanceError::io(&path, e))?;
     f.seek(SeekFrom::Start(start))
         .map_err(|e| GlanceError::io(&path, e))?;
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(READ_AHEAD);
     tokio::task::spawn_blocking(move || {
+        let mut buffers = Recycler::new(READ_AHEAD + 4);
         let mut left = end.saturating_sub(start);
         while left > 0 {
             let n = (left as usize).min(READ_CHUNK);
-            let mut buf = vec![0u8; n];
+            let mut buf = buffers.take(n);
             if let Err(e) = f.read_exact(&mut buf) {
                 let _ = tx.blocking_send(Err(e));
                 return;
             }
             left -= n as u64;
-            if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+            if tx.blocking_send(Ok(buffers.lend(buf))).is_err() {
                 return; // client gone
             }
         }

@@ -5,8 +5,13 @@
 //! copied) into bounded channels; one blocking thread writes, one computes
 //! md5 and one sha256, so the three run in parallel (md5 is the slowest,
 //! about 750 MB/s per core) and a slow disk or hash applies back-pressure
-//! to the sender instead of piling up chunks. Runs of zeros are skipped with a seek, so sparse images
-//! stay sparse on disk.
+//! to the sender instead of piling up chunks. Runs of zeros are skipped with
+//! a seek, so sparse images stay sparse on disk, and disk writeback starts
+//! as the file grows, so the final `fsync` waits for the last few MiB only.
+//!
+//! (Batching the network's chunks instead of gathering them into one copy
+//! measured the same speed, but pins the HTTP layer's read buffers: the
+//! server's peak memory for a 2 GiB upload rose by 4 MB.)
 
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
@@ -36,7 +41,7 @@ pub struct Received {
 
 fn write_loop(mut rx: tokio::sync::mpsc::Receiver<Bytes>, path: PathBuf) -> Result<()> {
     let f = std::fs::File::create(&path).map_err(|e| GlanceError::io(&path, e))?;
-    let mut w = SparseWriter::new(f);
+    let mut w = SparseWriter::new(f).with_early_writeback();
     while let Some(chunk) = rx.blocking_recv() {
         w.write(&chunk).map_err(|e| GlanceError::io(&path, e))?;
     }

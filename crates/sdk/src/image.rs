@@ -29,6 +29,7 @@ use serde_json::{Map, Value, json};
 use crate::client::Client;
 use crate::endpoint::encode_segment;
 use crate::error::{Result, SdkError};
+use crate::recycle::Recycler;
 use crate::resource::{ListResult, ResourceManager};
 use crate::sparse::SparseWriter;
 
@@ -201,25 +202,21 @@ impl Images {
         let total = resp.content_length();
         let file = std::fs::File::create(dest).map_err(|e| io_err(dest, e))?;
         // Writes happen on a thread of their own, fed through a short
-        // queue: no hop through the blocking pool per network read, and
-        // the disk applies back-pressure to the download.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::BytesMut>(READ_AHEAD);
-        // Written buffers come back for reuse: fresh memory costs a page
-        // fault per 4 KiB on first touch, which on a VM is slower than the
-        // copy itself.
-        let (back_tx, mut back_rx) = tokio::sync::mpsc::channel::<bytes::BytesMut>(READ_AHEAD + 1);
+        // queue of batches of network chunks (one `writev` each, no copy
+        // into a staging buffer): no hop through the blocking pool per
+        // network read, and the disk applies back-pressure to the download.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<bytes::Bytes>>(READ_AHEAD);
         let writer = tokio::task::spawn_blocking(move || {
             let mut w = SparseWriter::new(file);
-            while let Some(mut chunk) = rx.blocking_recv() {
-                w.write(&chunk)?;
-                chunk.clear();
-                let _ = back_tx.try_send(chunk);
+            while let Some(batch) = rx.blocking_recv() {
+                w.write_slices(&batch)?;
             }
             w.finish(false)
         });
         let mut stream = resp.bytes_stream();
         let mut pos = 0u64;
-        let mut gathered = bytes::BytesMut::with_capacity(CHUNK);
+        let mut batch = Vec::new();
+        let mut batched = 0usize;
         let mut failure = None;
         while let Some(chunk) = stream.next().await {
             let chunk = match chunk {
@@ -235,19 +232,17 @@ impl Images {
             };
             pos += chunk.len() as u64;
             progress(pos, total);
-            gathered.extend_from_slice(&chunk);
-            if gathered.len() >= CHUNK {
-                let next = back_rx
-                    .try_recv()
-                    .unwrap_or_else(|_| bytes::BytesMut::with_capacity(CHUNK));
-                let full = std::mem::replace(&mut gathered, next);
-                if tx.send(full).await.is_err() {
+            batched += chunk.len();
+            batch.push(chunk);
+            if batched >= CHUNK {
+                batched = 0;
+                if tx.send(std::mem::take(&mut batch)).await.is_err() {
                     break; // the writer failed: its result says why
                 }
             }
         }
-        if failure.is_none() && !gathered.is_empty() {
-            let _ = tx.send(gathered).await;
+        if failure.is_none() && !batch.is_empty() {
+            let _ = tx.send(batch).await;
         }
         drop(tx);
         let written = writer
@@ -285,14 +280,15 @@ fn file_stream(
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(READ_AHEAD);
     tokio::task::spawn_blocking(move || {
         use std::io::Read;
+        let mut buffers = Recycler::new(READ_AHEAD + 4);
         loop {
-            let mut buf = bytes::BytesMut::zeroed(CHUNK);
+            let mut buf = buffers.take(CHUNK);
             let r = file.read(&mut buf);
             let item = match r {
                 Ok(0) => return,
                 Ok(n) => {
                     buf.truncate(n);
-                    Ok(buf.freeze())
+                    Ok(buffers.lend(buf))
                 }
                 Err(e) => Err(e),
             };

@@ -46,6 +46,7 @@ pub mod debug;
 pub mod endpoint;
 pub mod error;
 pub mod image;
+pub mod recycle;
 pub mod resource;
 pub mod session;
 pub mod sparse;
