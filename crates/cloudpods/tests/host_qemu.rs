@@ -648,15 +648,26 @@ fn create(c: &Cloud, name: &str, disk: &str, auto_start: bool) -> (bool, String,
 }
 
 /// Wait until the server's status is a failure (`*_fail`); returns it.
-async fn wait_failed(c: &Cloud, id: &str, secs: u64) -> Value {
+/// Wait for the server to fail, then check the status (when given) and
+/// that the reason says `needle`.
+async fn assert_fails_with(c: &Cloud, id: &str, secs: u64, status: Option<&str>, needle: &str) {
     let url = format!("{}/servers/{id}", c.p.region_url());
-    wait_until(&c.admin, &url, secs, |v| {
+    let g = wait_until(&c.admin, &url, secs, |v| {
         v["server"]["status"]
             .as_str()
             .is_some_and(|s| s.ends_with("fail"))
     })
     .await["server"]
-        .clone()
+        .clone();
+    if let Some(status) = status {
+        assert_eq!(g["status"], status, "{g}");
+    }
+    assert!(
+        g["fail_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains(needle)),
+        "{g}"
+    );
 }
 
 fn qcow2_files(h: &RealHost) -> Vec<PathBuf> {
@@ -706,9 +717,7 @@ async fn bad_input_fails_with_the_reason_and_leaves_nothing() {
     let (ok, out, err) = create(&c, "vm-badcpu", &disk, true);
     assert!(ok, "{out} {err}");
     let id = c.server_id("vm-badcpu").await;
-    let g = wait_failed(&c, &id, 120).await;
-    let reason = g["fail_reason"].as_str().unwrap_or_default();
-    assert!(reason.contains("bogus-cpu"), "{g}");
+    assert_fails_with(&c, &id, 120, None, "bogus-cpu").await;
     assert_eq!(h.qemu_count(), 0, "QEMU left");
     assert!(!link_exists(&cloudpods_host::net::tap_name(&id, 0)));
     delete_and_wait(&c, &id).await;
@@ -730,14 +739,7 @@ async fn bad_input_fails_with_the_reason_and_leaves_nothing() {
     let (ok, out, err) = create(&c, "vm-noboot", "1g:not-bootable", false);
     assert!(ok, "{out} {err}");
     let id = c.server_id("vm-noboot").await;
-    let g = wait_failed(&c, &id, 120).await;
-    assert_eq!(g["status"], "disk_fail", "{g}");
-    assert!(
-        g["fail_reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("not bootable")),
-        "{g}"
-    );
+    assert_fails_with(&c, &id, 120, Some("disk_fail"), "not bootable").await;
     assert!(qcow2_files(&h).is_empty(), "{:?}", qcow2_files(&h));
     delete_and_wait(&c, &id).await;
 
@@ -754,14 +756,7 @@ async fn bad_input_fails_with_the_reason_and_leaves_nothing() {
     let second = c.admin.post(&format!("{r}/servers"), body("vm-mac2")).await;
     assert_eq!(second.status, 200, "{second:?}");
     let id2 = c.server_id("vm-mac2").await;
-    let g = wait_failed(&c, &id2, 60).await;
-    assert_eq!(g["status"], "net_fail", "{g}");
-    assert!(
-        g["fail_reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("already in use")),
-        "{g}"
-    );
+    assert_fails_with(&c, &id2, 60, Some("net_fail"), "already in use").await;
     delete_and_wait(&c, &id2).await;
     delete_and_wait(&c, &id1).await;
 
@@ -769,14 +764,7 @@ async fn bad_input_fails_with_the_reason_and_leaves_nothing() {
     let (ok, out, err) = create(&c, "vm-huge", "100g", false);
     assert!(ok, "{out} {err}");
     let id = c.server_id("vm-huge").await;
-    let g = wait_failed(&c, &id, 60).await;
-    assert_eq!(g["status"], "sched_fail", "{g}");
-    assert!(
-        g["fail_reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("storage")),
-        "{g}"
-    );
+    assert_fails_with(&c, &id, 60, Some("sched_fail"), "storage").await;
     delete_and_wait(&c, &id).await;
 
     // A guest the agent does not know.
@@ -805,13 +793,7 @@ async fn bad_input_fails_with_the_reason_and_leaves_nothing() {
     std::fs::remove_dir_all(h.data().join("servers").join(&id)).unwrap();
     let (ok, out, err) = c.p.climc(&["server-start", &id]);
     assert!(ok, "{out} {err}");
-    let g = wait_failed(&c, &id, 60).await;
-    assert!(
-        g["fail_reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("not on this host")),
-        "{g}"
-    );
+    assert_fails_with(&c, &id, 60, None, "not on this host").await;
     delete_and_wait(&c, &id).await;
 
     assert_eq!(h.qemu_count(), 0, "QEMU left");

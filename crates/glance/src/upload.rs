@@ -4,11 +4,11 @@
 //! The network side (this task) only moves `Bytes` (reference-counted, not
 //! copied) into bounded channels; one blocking thread writes, one computes
 //! md5 and one sha256, so the three run in parallel (md5 is the slowest,
-//! about 750 MB/s per core) and a slow disk or hash applies back-pressure
-//! to the sender instead of piling up chunks. Runs of zeros are skipped with
-//! a seek, so sparse images stay sparse on disk, and the file is synced
-//! every 64 MiB on the way, so the final `fsync` waits for the last few
-//! MiB only.
+//! 400-750 MB/s per core on the 2-vCPU VM) and a slow disk or hash applies
+//! back-pressure to the sender instead of piling up chunks. Runs of zeros
+//! are skipped with a seek, so sparse images stay sparse on disk, and the
+//! file is synced every 64 MiB on the way, so the final `fsync` waits for
+//! the last few MiB only.
 //!
 //! (Batching the network's chunks instead of gathering them into one copy
 //! measured the same speed, but pins the HTTP layer's read buffers: the

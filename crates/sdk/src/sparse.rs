@@ -22,9 +22,6 @@ pub struct SparseWriter {
     pos: u64,
     /// Where the file's cursor is.
     file_pos: u64,
-    /// Data runs waiting to go out in one `writev`.
-    pending: Vec<(usize, usize, usize)>,
-    pending_len: usize,
     /// With syncing as it goes: the helper thread and where it was last
     /// asked to sync.
     syncer: Option<Syncer>,
@@ -46,8 +43,6 @@ impl SparseWriter {
             file,
             pos: 0,
             file_pos: 0,
-            pending: Vec::new(),
-            pending_len: 0,
             syncer: None,
         }
     }
@@ -91,41 +86,40 @@ impl SparseWriter {
     /// a write() costs far more per call than per byte, and the copy is the
     /// rest of the cost.
     pub fn write_slices<B: AsRef<[u8]>>(&mut self, slices: &[B]) -> std::io::Result<()> {
-        for (i, s) in slices.iter().enumerate() {
-            let data = s.as_ref();
+        // Data runs not written yet: everything since the last zero block.
+        let mut runs: Vec<&[u8]> = Vec::new();
+        for data in slices.iter().map(AsRef::as_ref) {
+            let mut run: Option<usize> = None;
             let mut at = 0;
             for block in data.chunks(BLOCK) {
                 if is_zero(block) {
-                    self.flush(slices)?;
-                    self.pos += block.len() as u64;
-                } else {
-                    match self.pending.last_mut() {
-                        Some((j, _, end)) if *j == i && *end == at => *end += block.len(),
-                        _ => self.pending.push((i, at, at + block.len())),
+                    if let Some(start) = run.take() {
+                        runs.push(&data[start..at]);
                     }
-                    self.pending_len += block.len();
+                    self.write_runs(&mut runs)?;
+                    self.pos += block.len() as u64;
+                } else if run.is_none() {
+                    run = Some(at);
                 }
                 at += block.len();
             }
+            if let Some(start) = run {
+                runs.push(&data[start..]);
+            }
         }
-        self.flush(slices)
+        self.write_runs(&mut runs)
     }
 
-    /// Write the pending data runs at the logical end.
-    fn flush<B: AsRef<[u8]>>(&mut self, slices: &[B]) -> std::io::Result<()> {
-        if self.pending.is_empty() {
+    /// Write `runs` (then emptied) at the logical end.
+    fn write_runs(&mut self, runs: &mut Vec<&[u8]>) -> std::io::Result<()> {
+        if runs.is_empty() {
             return Ok(());
         }
         if self.file_pos != self.pos {
             self.file.seek(SeekFrom::Start(self.pos))?;
         }
-        let len = self.pending_len;
-        let mut bufs: Vec<IoSlice<'_>> = self
-            .pending
-            .drain(..)
-            .map(|(i, a, b)| IoSlice::new(&slices[i].as_ref()[a..b]))
-            .collect();
-        self.pending_len = 0;
+        let len: usize = runs.iter().map(|r| r.len()).sum();
+        let mut bufs: Vec<IoSlice<'_>> = runs.drain(..).map(IoSlice::new).collect();
         let mut bufs = &mut bufs[..];
         while !bufs.is_empty() {
             match self.file.write_vectored(bufs) {
