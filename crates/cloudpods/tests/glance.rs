@@ -758,3 +758,64 @@ async fn sharing_and_recycle_bin() {
         image_files(&p)
     );
 }
+
+/// The upload answers before its checksums are computed; a restart that
+/// loses the hasher computes them from the stored file before `active`.
+#[tokio::test]
+async fn checksums_are_recorded_before_active_even_across_a_restart() {
+    let mut p = Platform::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let src = dir.path().join("random.raw");
+    // 96 MiB without runs of zeros (xorshift), so hashing takes a while.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let data: Vec<u8> = (0..96u64 << 17)
+        .flat_map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()
+        })
+        .collect();
+    std::fs::write(&src, &data).expect("write");
+    let md5 = md5_file(&src);
+    let sha256 = {
+        let out = std::process::Command::new("sha256sum")
+            .arg(&src)
+            .output()
+            .expect("sha256sum");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+
+    for restart in [false, true] {
+        let (admin, g) = (p.admin().await, p.glance_url());
+        let name = format!("hashed-{restart}");
+        let r = send(
+            &admin,
+            "POST",
+            &format!("{g}/images"),
+            &[
+                ("x-image-meta-name", name.as_str()),
+                ("x-image-meta-disk_format", "raw"),
+                ("x-image-meta-protected", "false"),
+            ],
+            data.clone(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{r:?}");
+        let id = r.body["image"]["id"].as_str().expect("id").to_string();
+        assert_ne!(r.body["image"]["status"], "active", "{r:?}");
+        if restart {
+            p.restart();
+        }
+        let (admin, g) = (p.admin().await, p.glance_url());
+        let img = wait_status(&admin, &g, &id, &["active", "save_fail"], 120).await;
+        assert_eq!(img["status"], "active", "{img}\n{}", p.log());
+        assert_eq!(img["checksum"], md5.as_str(), "restart: {restart}");
+        assert_eq!(img["sha256"], sha256.as_str(), "restart: {restart}");
+        assert_eq!(img["size"], data.len());
+    }
+}

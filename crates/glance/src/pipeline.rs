@@ -9,7 +9,10 @@
 //! ```
 //!
 //! Receiving runs in its own task, so a client that disconnects mid-upload
-//! still gets its partial file removed. Probing and conversion run in the
+//! still gets its partial file removed. The upload answers once the bytes
+//! are durable; md5 and sha256 are computed behind the writer meanwhile and
+//! recorded during `probing`, before `active` (a declared checksum is
+//! checked before answering). Probing and conversion run in the
 //! background, bounded by `convert_workers`. After a restart, images left
 //! in `saving` are `killed` (the sender is gone) and those in `probing` or
 //! `converting` are processed again — every step rewrites its outputs, so
@@ -37,6 +40,17 @@ pub enum OnFail {
     Requeue,
     /// `killed` with the reason (imports: nobody waits for an answer).
     Kill,
+}
+
+/// An image's checksums on their way to `probing`.
+pub enum Pending {
+    /// Checked already (the client declared one), or recorded before a
+    /// restart.
+    Known(upload::Hashes),
+    /// Still being computed behind the upload.
+    Hashing(upload::Checksums),
+    /// Lost to a restart: computed from the file.
+    FromFile,
 }
 
 pub type ByteStream = BoxStream<'static, std::result::Result<Bytes, String>>;
@@ -137,18 +151,23 @@ impl Glance {
         on_fail: OnFail,
     ) -> Result<()> {
         let partial = self.store.partial(id);
-        let res = upload::receive(stream, &partial, expect, self.opts.max_image_bytes)
-            .await
-            .and_then(|r| match &md5 {
-                Some(m) if !m.is_empty() && !m.eq_ignore_ascii_case(&r.md5) => {
-                    Err(GlanceError::Input(format!(
-                        "checksum mismatch: declared {m}, received data has md5 {}",
-                        r.md5
-                    )))
-                }
-                _ => Ok(r),
-            });
-        let r = match res {
+        let received = async {
+            let r = upload::receive(stream, &partial, expect, self.opts.max_image_bytes).await?;
+            // A declared checksum is checked before the upload answers.
+            let Some(m) = md5.filter(|m| !m.is_empty()) else {
+                return Ok((r.size, Pending::Hashing(r.checksums)));
+            };
+            let h = r.checksums.wait().await?;
+            if !m.eq_ignore_ascii_case(&h.md5) {
+                return Err(GlanceError::Input(format!(
+                    "checksum mismatch: declared {m}, received data has md5 {}",
+                    h.md5
+                )));
+            }
+            Ok((r.size, Pending::Known(h)))
+        }
+        .await;
+        let (size, checksums) = match received {
             Ok(r) => r,
             Err(e) => {
                 let _ = tokio::fs::remove_file(&partial).await;
@@ -163,13 +182,9 @@ impl Glance {
             self.receive_failed(id, on_fail, &e).await;
             return Err(e);
         }
-        self.set(
-            id,
-            json!({"status": api::STATUS_PROBING, "size": r.size, "checksum": r.md5,
-                   "oss_checksum": r.md5, "sha256": r.sha256}),
-        )
-        .await?;
-        self.spawn_process(id);
+        self.set(id, json!({"status": api::STATUS_PROBING, "size": size}))
+            .await?;
+        self.spawn_process(id, checksums);
         Ok(())
     }
 
@@ -239,12 +254,13 @@ impl Glance {
         });
     }
 
-    /// Probe (and convert) an image in the background.
-    pub fn spawn_process(self: &Arc<Self>, id: &str) {
+    /// Probe (and convert) an image in the background, recording its
+    /// checksums before it turns `active`.
+    pub fn spawn_process(self: &Arc<Self>, id: &str, checksums: Pending) {
         let me = self.clone();
         let id = id.to_string();
         tokio::spawn(async move {
-            if let Err(e) = me.process(&id).await {
+            if let Err(e) = me.process(&id, checksums).await {
                 tracing::warn!(image = id, error = %e, "image processing failed");
                 let _ = me
                     .cas_status(
@@ -258,7 +274,7 @@ impl Glance {
         });
     }
 
-    async fn process(&self, id: &str) -> Result<()> {
+    async fn process(&self, id: &str, checksums: Pending) -> Result<()> {
         let _permit = self
             .convert
             .acquire()
@@ -310,6 +326,16 @@ impl Glance {
                    "status": if targets.is_empty() { api::STATUS_PROBING } else { api::STATUS_CONVERTING }}),
         )
         .await?;
+        let hashes = match checksums {
+            Pending::Known(h) => h,
+            Pending::Hashing(c) => c.wait().await?,
+            Pending::FromFile => upload::hash_file(&local).await?.1,
+        };
+        self.set(
+            id,
+            json!({"checksum": hashes.md5, "oss_checksum": hashes.md5, "sha256": hashes.sha256}),
+        )
+        .await?;
         for t in &targets {
             self.convert_one(id, &local, &probe.format, t).await?;
         }
@@ -346,7 +372,7 @@ impl Glance {
         crud::insert(self.db.write(), &IMAGE_SUBFORMATS, &row).await?;
         let dst = self.store.local(id, Some(fmt));
         let tmp = self.store.local(id, Some(&format!("{fmt}.partial")));
-        let res: Result<(upload::Received, String)> = async {
+        let res: Result<((u64, upload::Hashes), String)> = async {
             qemu::convert(&self.opts.qemu_img, src, src_fmt, &tmp, fmt).await?;
             let h = upload::hash_file(&tmp).await?;
             tokio::fs::rename(&tmp, &dst)
@@ -357,8 +383,10 @@ impl Glance {
         }
         .await;
         let changes = match res {
-            Ok((h, loc)) => json!({"status": api::STATUS_ACTIVE, "size": h.size, "checksum": h.md5,
-                                   "sha256": h.sha256, "location": loc}),
+            Ok(((size, h), loc)) => {
+                json!({"status": api::STATUS_ACTIVE, "size": size, "checksum": h.md5,
+                                   "sha256": h.sha256, "location": loc})
+            }
             Err(e) => {
                 let _ = tokio::fs::remove_file(&tmp).await;
                 let _ = tokio::fs::remove_file(&dst).await;
@@ -459,7 +487,21 @@ impl Glance {
                 .await?;
                 self.store.remove_local(&id).await;
             } else {
-                self.spawn_process(&id);
+                // Checksums still being computed at the restart are redone.
+                let checksums = if r
+                    .get("sha256")
+                    .and_then(Value::as_str)
+                    .is_some_and(|h| !h.is_empty())
+                {
+                    Pending::Known(upload::Hashes {
+                        md5: s(&r, "checksum"),
+                        sha256: s(&r, "sha256"),
+                    })
+                } else {
+                    tracing::info!(image = id, "checksums lost to the restart: computed again");
+                    Pending::FromFile
+                };
+                self.spawn_process(&id, checksums);
             }
         }
         Ok(())
