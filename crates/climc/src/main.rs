@@ -26,7 +26,13 @@ fn tune_allocator() {}
 
 fn main() -> ExitCode {
     tune_allocator();
-    match tokio::runtime::Runtime::new() {
+    // One command at a time: one runtime thread (plus blocking threads for
+    // file I/O). With a worker per core, the HTTP connection and the
+    // transfer loop were woken on different threads for every chunk.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    match rt {
         Ok(rt) => rt.block_on(run()),
         Err(e) => {
             eprintln!("climc: cannot start the async runtime: {e}");
