@@ -180,9 +180,10 @@ async fn read_local(
     .boxed())
 }
 
-/// Map `len` bytes of `file` at `offset`, page tables filled (and the file
-/// read ahead) here on the blocking thread rather than by faults while
-/// hyper writes the window out on a runtime thread.
+/// Map `len` bytes of `file` at `offset`, and start reading them into the
+/// page cache: hyper's copy out of the window then takes only minor faults
+/// on a runtime thread, never a wait for the disk. The pages are not
+/// mapped in until that copy, so windows queued ahead cost no memory.
 fn map_window(file: &std::fs::File, offset: u64, len: usize) -> std::io::Result<Bytes> {
     // A mapping past the end of the file faults instead of failing, so a
     // file shorter than its recorded size is refused here.
@@ -199,8 +200,8 @@ fn map_window(file: &std::fs::File, offset: u64, len: usize) -> std::io::Result<
         memmap2::MmapOptions::new()
             .offset(offset)
             .len(len)
-            .populate()
             .map(file)?
     };
+    map.advise(memmap2::Advice::WillNeed)?;
     Ok(Bytes::from_owner(map))
 }
