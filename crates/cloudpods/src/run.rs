@@ -494,6 +494,26 @@ pub async fn run(
             cfg.region_id
         );
         write_private(&rc_path, &rc)?;
+    } else if let Some(auth_url) = &keystone_url
+        && let Ok(rc) = std::fs::read_to_string(&rc_path)
+    {
+        // The password is kept, but keystone may listen on a new port
+        // (`--keystone-port 0`): the file must keep pointing at it.
+        let line = format!("export OS_AUTH_URL={auth_url}");
+        if !rc.lines().any(|l| l == line) {
+            let rc: String = rc
+                .lines()
+                .map(|l| {
+                    if l.starts_with("export OS_AUTH_URL=") {
+                        line.as_str()
+                    } else {
+                        l
+                    }
+                })
+                .map(|l| format!("{l}\n"))
+                .collect();
+            write_private(&rc_path, &rc)?;
+        }
     }
 
     let elapsed = started.elapsed;

@@ -283,3 +283,20 @@ async fn two_regions_on_one_mariadb_run_each_task_once() {
     }
     assert_eq!(nodes.len(), 2, "both region processes ran tasks: {nodes:?}");
 }
+
+/// `rc_admin` points at the running keystone, also after a restart on new
+/// (random) ports, when the password is no longer known to the process.
+#[test]
+fn rc_admin_follows_keystone_across_restarts() {
+    let mut p = Platform::start();
+    for _ in 0..2 {
+        let rc = std::fs::read_to_string(p.data_dir().join("rc_admin")).expect("rc_admin");
+        let ks = p.service_url("keystone");
+        assert!(
+            rc.lines().any(|l| l == format!("export OS_AUTH_URL={ks}")),
+            "{rc}\nkeystone at {ks}"
+        );
+        assert!(rc.contains("export OS_PASSWORD='"), "{rc}");
+        p.restart();
+    }
+}
