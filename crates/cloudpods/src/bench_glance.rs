@@ -5,8 +5,9 @@
 //!
 //! The file is random data (nothing to gain from sparseness or zero
 //! detection). Upload time runs until `climc` returns, i.e. the server has
-//! the bytes on disk, hashed (md5 + sha256) and `fsync`ed; "to active" adds
-//! probing. `cp` is timed alone and followed by `sync`, for the fair
+//! the bytes on disk and `fsync`ed; "to active" runs until the image is
+//! usable: md5 and sha256 (computed behind the writer) recorded and the
+//! image probed. `cp` is timed alone and followed by `sync`, for the fair
 //! comparison with the durable upload; the download is not synced, like
 //! `cp`. Each figure includes starting `climc` and validating its token.
 //!
