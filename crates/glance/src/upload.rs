@@ -21,6 +21,8 @@
 use std::fmt::Display;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use cloudpods_sdk::recycle::Recycler;
@@ -54,13 +56,65 @@ pub struct Hashes {
     pub sha256: String,
 }
 
-/// The checksums of an upload, computed behind its writer.
+/// The checksums of an upload, computed behind its writer. Dropped
+/// without being waited for (the upload failed, the image went away), it
+/// stops the hasher.
 #[derive(Debug)]
-pub struct Checksums(tokio::task::JoinHandle<Result<Hashes>>);
+pub struct Checksums {
+    hasher: Option<tokio::task::JoinHandle<Result<Hashes>>>,
+    cancel: Arc<AtomicBool>,
+}
 
 impl Checksums {
-    pub async fn wait(self) -> Result<Hashes> {
-        joined(self.0, "checksum").await?
+    pub async fn wait(mut self) -> Result<Hashes> {
+        match self.hasher.take() {
+            Some(h) => joined(h, "checksum").await?,
+            None => Err(GlanceError::Storage("checksums already taken".into())),
+        }
+    }
+}
+
+impl Drop for Checksums {
+    fn drop(&mut self) {
+        if self.hasher.is_some() {
+            self.cancel.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// While an upload is still arriving, its hashing threads run as
+/// `SCHED_IDLE`: they use the CPU the transfer leaves idle, so the client
+/// is not slowed by md5 (one core at ~600 MB/s here); once the last byte
+/// is written they run normally. Measured on the 2-vCPU VM, 1 GiB: hashing
+/// at normal priority alongside the transfer made the upload take 1.2-1.9 s,
+/// hashing only after it made `active` 0.3 s later. Best effort: without
+/// the policy, hashing simply competes. Restored when dropped, as the
+/// thread may belong to a pool.
+struct IdleWhileSending;
+
+impl IdleWhileSending {
+    fn start() -> IdleWhileSending {
+        set_idle_policy(true);
+        IdleWhileSending
+    }
+}
+
+impl Drop for IdleWhileSending {
+    fn drop(&mut self) {
+        set_idle_policy(false);
+    }
+}
+
+fn set_idle_policy(idle: bool) {
+    let policy = if idle {
+        libc::SCHED_IDLE
+    } else {
+        libc::SCHED_OTHER
+    };
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param.
+    unsafe {
+        libc::sched_setscheduler(0, policy, &param);
     }
 }
 
@@ -90,50 +144,84 @@ fn hash_behind(
     file: File,
     path: PathBuf,
     written: std::sync::mpsc::Receiver<u64>,
+    cancel: Arc<AtomicBool>,
 ) -> Result<Hashes> {
     use std::os::unix::fs::FileExt;
+    use std::sync::mpsc::TryRecvError;
+    let idle = IdleWhileSending::start();
+    let sending = Arc::new(AtomicBool::new(true));
     let (to_md5, chunks) = std::sync::mpsc::sync_channel::<Bytes>(DEPTH);
+    let md5_sending = sending.clone();
     let md5er = std::thread::Builder::new()
         .name("glance-md5".into())
         .spawn(move || {
+            let mut idle = Some(IdleWhileSending::start());
             let mut d = Md5::new();
             for c in chunks {
+                if idle.is_some() && !md5_sending.load(Ordering::Relaxed) {
+                    idle = None;
+                }
                 d.update(&c);
             }
             hex::encode(d.finalize())
         })
         .map_err(|e| GlanceError::Storage(format!("md5 thread: {e}")))?;
+    let mut idle = Some(idle);
     let mut sha = Sha256::new();
     let mut buffers = Recycler::new(DEPTH + 2);
-    let mut pos = 0u64;
+    let (mut pos, mut upto) = (0u64, 0u64);
     let mut failed = None;
-    'outer: while let Ok(mut upto) = written.recv() {
-        while let Ok(more) = written.try_recv() {
-            upto = more;
-        }
-        while pos < upto {
-            let n = ((upto - pos) as usize).min(HASH_CHUNK);
-            let mut buf = buffers.take(n);
-            let mut got = 0;
-            while got < n {
-                match file.read_at(&mut buf[got..], pos + got as u64) {
-                    Ok(0) => break,
-                    Ok(k) => got += k,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        failed = Some(GlanceError::io(&path, e));
-                        break 'outer;
+    loop {
+        // How far the writer is: wait only when caught up.
+        loop {
+            let next = if pos < upto {
+                written.try_recv()
+            } else {
+                written.recv().map_err(|_| TryRecvError::Disconnected)
+            };
+            match next {
+                Ok(n) => upto = n,
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    if idle.take().is_some() {
+                        sending.store(false, Ordering::Relaxed);
                     }
+                    break;
                 }
             }
-            buf[got..].fill(0);
-            sha.update(&buf);
-            pos += n as u64;
-            if to_md5.send(buffers.lend(buf)).is_err() {
-                break 'outer;
+        }
+        if pos >= upto {
+            break;
+        }
+        if cancel.load(Ordering::Relaxed) {
+            failed = Some(GlanceError::Storage("checksums cancelled".into()));
+            break;
+        }
+        let n = ((upto - pos) as usize).min(HASH_CHUNK);
+        let mut buf = buffers.take(n);
+        let mut got = 0;
+        while got < n {
+            match file.read_at(&mut buf[got..], pos + got as u64) {
+                Ok(0) => break,
+                Ok(k) => got += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    failed = Some(GlanceError::io(&path, e));
+                    break;
+                }
             }
         }
+        if failed.is_some() {
+            break;
+        }
+        buf[got..].fill(0);
+        sha.update(&buf);
+        pos += n as u64;
+        if to_md5.send(buffers.lend(buf)).is_err() {
+            break;
+        }
     }
+    sending.store(false, Ordering::Relaxed);
     drop(to_md5);
     let md5 = md5er
         .join()
@@ -180,7 +268,9 @@ where
     let p = path.to_path_buf();
     let writer = tokio::task::spawn_blocking(move || write_loop(wrx, file, p, progress));
     let p = path.to_path_buf();
-    let hasher = tokio::task::spawn_blocking(move || hash_behind(reader, p, written));
+    let cancel = Arc::new(AtomicBool::new(false));
+    let c = cancel.clone();
+    let hasher = tokio::task::spawn_blocking(move || hash_behind(reader, p, written, c));
     let mut total: u64 = 0;
     let mut failure: Option<GlanceError> = None;
     let mut gathered = bytes::BytesMut::new();
@@ -235,7 +325,10 @@ where
     drop(wtx);
     // The hasher stops with the writer; on failure its result is dropped.
     let written = joined(writer, "writer").await?;
-    let checksums = Checksums(hasher);
+    let checksums = Checksums {
+        hasher: Some(hasher),
+        cancel,
+    };
     if let Some(f) = failure {
         return Err(f);
     }
@@ -263,7 +356,8 @@ pub async fn hash_file(path: &Path) -> Result<(u64, Hashes)> {
         let (all, written) = std::sync::mpsc::channel();
         let _ = all.send(size);
         drop(all);
-        Ok((size, hash_behind(f, p, written)?))
+        let cancel = Arc::new(AtomicBool::new(false));
+        Ok((size, hash_behind(f, p, written, cancel)?))
     })
     .await
     .map_err(|e| GlanceError::Storage(format!("hash task: {e}")))?
