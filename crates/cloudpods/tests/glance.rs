@@ -819,3 +819,82 @@ async fn checksums_are_recorded_before_active_even_across_a_restart() {
         assert_eq!(img["size"], data.len());
     }
 }
+
+/// climc downloads a dense image with `splice` and a sparse one the
+/// ordinary way (holes kept); both arrive intact, and a missing image is
+/// still reported as such.
+#[tokio::test]
+async fn downloads_splice_dense_images_and_keep_sparse_ones_sparse() {
+    use std::os::unix::fs::MetadataExt;
+    let p = Platform::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let dense = dir.path().join("dense.raw");
+    let mut x: u32 = 0x2545_f491;
+    let data: Vec<u8> = (0..(3u32 << 20) / 4)
+        .flat_map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x.to_le_bytes()
+        })
+        .collect();
+    std::fs::write(&dense, &data).expect("write");
+    let (sparse, _) = make_images(dir.path(), 64);
+    for (name, src) in [("dense", &dense), ("sparse", &sparse)] {
+        climc_ok(
+            &p,
+            &[
+                "image-upload",
+                name,
+                &src.to_string_lossy(),
+                "--format",
+                "raw",
+                "--unprotected",
+                "--wait",
+                "--no-progress",
+            ],
+        );
+    }
+    let mut env = p.climc_env();
+    env.push(("RUST_LOG".into(), "cloudpods_sdk=debug".into()));
+    for (name, src, spliced) in [("dense", &dense, true), ("sparse", &sparse, false)] {
+        let out = dir.path().join(format!("{name}.out"));
+        let (ok, stdout, stderr) = climc_with(
+            &env,
+            &[
+                "image-download",
+                name,
+                "-o",
+                &out.to_string_lossy(),
+                "--no-progress",
+            ],
+        );
+        assert!(ok, "{stdout}\n{stderr}");
+        assert_eq!(
+            stderr.contains("download spliced"),
+            spliced,
+            "{name}: {stderr}"
+        );
+        assert_eq!(md5_file(&out), md5_file(src), "{name}");
+        let meta = std::fs::metadata(&out).expect("out");
+        assert_eq!(meta.len(), std::fs::metadata(src).expect("src").len());
+        if !spliced {
+            assert!(meta.blocks() * 512 < 1 << 20, "{name}: holes kept");
+        }
+    }
+    let (ok, _, stderr) = climc_with(
+        &env,
+        &[
+            "image-download",
+            "no-such-image",
+            "-o",
+            "/dev/null",
+            "--no-progress",
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("NotFound") || stderr.contains("404"),
+        "{stderr}"
+    );
+}

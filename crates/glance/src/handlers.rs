@@ -445,6 +445,10 @@ pub fn parse_range(h: Option<&str>, size: u64) -> Range {
     Range::Part(start, end)
 }
 
+/// Bytes the image file occupies on the server's disk (see
+/// `cloudpods_sdk::splice`).
+const ALLOCATED_SIZE: HeaderName = HeaderName::from_static("x-image-allocated-size");
+
 fn hv(s: &str) -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
@@ -487,6 +491,7 @@ async fn get_or_head(g: Arc<Glance>, m: Arc<ImageModel>, req: ApiRequest) -> Res
         .open(&location, start, end)
         .await
         .map_err(HttpError::from)?;
+    let allocated = g.store.allocated(&location).await;
     let mut resp = Response::new(Body::from_stream(stream));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
@@ -512,6 +517,11 @@ async fn get_or_head(g: Arc<Glance>, m: Arc<ImageModel>, req: ApiRequest) -> Res
         if let Ok(name) = HeaderName::from_bytes(k.as_bytes()) {
             h.insert(name, hv(&v));
         }
+    }
+    // Lets our SDK splice a dense image straight to disk (extra header:
+    // other clients ignore it).
+    if let Some(a) = allocated {
+        h.insert(ALLOCATED_SIZE, hv(&a.to_string()));
     }
     Ok(resp)
 }

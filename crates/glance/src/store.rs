@@ -110,6 +110,15 @@ impl Store {
         )))
     }
 
+    /// Bytes the file at `location` occupies on disk (local files only):
+    /// tells a client whether the image is sparse.
+    pub async fn allocated(&self, location: &str) -> Option<u64> {
+        use std::os::unix::fs::MetadataExt;
+        let path = location.strip_prefix("file://")?;
+        let meta = tokio::fs::metadata(path).await.ok()?;
+        Some(meta.blocks() * 512)
+    }
+
     /// Remove the file at `location` (missing is fine).
     pub async fn remove(&self, location: &str) -> Result<()> {
         if let Some(path) = location.strip_prefix("file://") {

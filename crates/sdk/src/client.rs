@@ -486,6 +486,20 @@ impl Client {
         Ok(url)
     }
 
+    /// The token to send on a request made outside this client's HTTP
+    /// stack, if it can go as it is: not about to expire (that request
+    /// would renew it first) and no `--debug` output asked for.
+    pub(crate) fn token_as_is(&self) -> Option<String> {
+        if self.inner.config.debug {
+            return None;
+        }
+        let session = self.token();
+        let expiring = session
+            .expires_at()
+            .is_some_and(|t| t <= Utc::now() + RENEW_MARGIN);
+        (!expiring).then(|| session.id().to_string())
+    }
+
     /// Authenticate again with the password (and refresh the cache).
     pub async fn reauthenticate(&self) -> Result<Session> {
         let stale = self.token();

@@ -189,6 +189,13 @@ impl Images {
             q.insert("format".into(), json!(f));
         }
         let p = format!("/images/{}", encode_segment(id));
+        #[cfg(target_os = "linux")]
+        if let Some(n) = self
+            .download_spliced(&p, (!q.is_empty()).then_some(&q), dest, &progress)
+            .await?
+        {
+            return Ok(n);
+        }
         let resp = self
             .client
             .raw_stream(
@@ -260,6 +267,54 @@ impl Images {
             )));
         }
         Ok(written)
+    }
+
+    /// The zero-copy download (see [`crate::splice`]), when it applies.
+    #[cfg(target_os = "linux")]
+    async fn download_spliced<F>(
+        &self,
+        path: &str,
+        query: Option<&Map<String, Value>>,
+        dest: &Path,
+        progress: &F,
+    ) -> Result<Option<u64>>
+    where
+        F: Fn(u64, Option<u64>),
+    {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let Some(token) = self.client.token_as_is() else {
+            return Ok(None);
+        };
+        let url = self.client.url(IMAGE, path, query)?;
+        let (received, total) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (r, t, d) = (received.clone(), total.clone(), dest.to_path_buf());
+        let mut job =
+            tokio::task::spawn_blocking(move || crate::splice::download(&url, &token, &d, &r, &t));
+        let report = || {
+            let t = total.load(Ordering::Relaxed);
+            progress(received.load(Ordering::Relaxed), (t > 0).then_some(t));
+        };
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+        let done = loop {
+            tokio::select! {
+                r = &mut job => break r,
+                _ = tick.tick() => report(),
+            }
+        };
+        let done = done
+            .map_err(|e| SdkError::Config(format!("download: {e}")))?
+            .map_err(|e| io_err(dest, e))?;
+        match done {
+            crate::splice::Spliced::Done(n) => {
+                report();
+                tracing::debug!(bytes = n, "download spliced");
+                Ok(Some(n))
+            }
+            crate::splice::Spliced::NotHere => {
+                tracing::debug!("download not spliceable: the ordinary way");
+                Ok(None)
+            }
+        }
     }
 
     /// Update fields (`name`, `min_disk`, `properties`…).

@@ -50,6 +50,8 @@ pub mod recycle;
 pub mod resource;
 pub mod session;
 pub mod sparse;
+#[cfg(target_os = "linux")]
+pub mod splice;
 
 pub use client::{Client, RawResponse, USER_AGENT};
 pub use config::Config;
