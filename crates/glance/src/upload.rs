@@ -13,8 +13,8 @@
 //! the upload answers once the bytes are durable; here a hasher thread
 //! follows the writer through the file (page cache) meanwhile, and the
 //! pipeline waits for it before the image turns `active`. md5 is the
-//! slowest step of an upload (one core: 560 MB/s here, `cp` + `sync`
-//! moves 1.7 GB/s), and hashing inline made the client wait for it.
+//! slowest step of an upload (one core: ~600 MB/s here, `cp` + `sync`
+//! moves 1.5-1.8 GB/s), and hashing inline made the client wait for it.
 //! A client that declares a checksum still waits: a mismatch is refused
 //! with the upload.
 
@@ -85,9 +85,9 @@ impl Drop for Checksums {
 /// While an upload is still arriving, its hashing threads run as
 /// `SCHED_IDLE`: they use the CPU the transfer leaves idle, so the client
 /// is not slowed by md5 (one core at ~600 MB/s here); once the last byte
-/// is written they run normally. Measured on the 2-vCPU VM, 1 GiB: hashing
-/// at normal priority alongside the transfer made the upload take 1.2-1.9 s,
-/// hashing only after it made `active` 0.3 s later. Best effort: without
+/// is written they run normally. Measured on the 2-vCPU VM, 1 GiB, upload
+/// medians: 1.13-1.67 s hashing at normal priority alongside the transfer,
+/// 1.07-1.27 s like this; hashing only after it made `active` 0.3 s later. Best effort: without
 /// the policy, hashing simply competes. Restored when dropped, as the
 /// thread may belong to a pool.
 struct IdleWhileSending;
@@ -270,7 +270,13 @@ where
     let p = path.to_path_buf();
     let cancel = Arc::new(AtomicBool::new(false));
     let c = cancel.clone();
-    let hasher = tokio::task::spawn_blocking(move || hash_behind(reader, p, written, c));
+    // Created now, so that every early return below stops the hasher.
+    let checksums = Checksums {
+        hasher: Some(tokio::task::spawn_blocking(move || {
+            hash_behind(reader, p, written, c)
+        })),
+        cancel,
+    };
     let mut total: u64 = 0;
     let mut failure: Option<GlanceError> = None;
     let mut gathered = bytes::BytesMut::new();
@@ -325,10 +331,6 @@ where
     drop(wtx);
     // The hasher stops with the writer; on failure its result is dropped.
     let written = joined(writer, "writer").await?;
-    let checksums = Checksums {
-        hasher: Some(hasher),
-        cancel,
-    };
     if let Some(f) = failure {
         return Err(f);
     }
