@@ -766,16 +766,8 @@ async fn checksums_are_recorded_before_active_even_across_a_restart() {
     let mut p = Platform::start();
     let dir = tempfile::tempdir().expect("tmp");
     let src = dir.path().join("random.raw");
-    // 96 MiB without runs of zeros (xorshift), so hashing takes a while.
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let data: Vec<u8> = (0..96u64 << 17)
-        .flat_map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()
-        })
-        .collect();
+    // 96 MiB of random data, so hashing takes a while.
+    let data = random_bytes(96 << 20);
     std::fs::write(&src, &data).expect("write");
     let md5 = md5_file(&src);
     let sha256 = {
@@ -829,16 +821,7 @@ async fn downloads_splice_dense_images_and_keep_sparse_ones_sparse() {
     let p = Platform::start();
     let dir = tempfile::tempdir().expect("tmp");
     let dense = dir.path().join("dense.raw");
-    let mut x: u32 = 0x2545_f491;
-    let data: Vec<u8> = (0..(3u32 << 20) / 4)
-        .flat_map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x.to_le_bytes()
-        })
-        .collect();
-    std::fs::write(&dense, &data).expect("write");
+    std::fs::write(&dense, random_bytes(3 << 20)).expect("write");
     let (sparse, _) = make_images(dir.path(), 64);
     for (name, src) in [("dense", &dense), ("sparse", &sparse)] {
         climc_ok(

@@ -149,6 +149,21 @@ pub fn make_images(dir: &Path, mb: u64) -> (PathBuf, PathBuf) {
     (raw, qcow2)
 }
 
+/// `len` bytes without runs of zeros (xorshift): dense on disk, and no
+/// faster to hash than real data.
+pub fn random_bytes(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
 pub fn md5_file(path: &Path) -> String {
     let out = Command::new("md5sum").arg(path).output().expect("md5sum");
     String::from_utf8_lossy(&out.stdout)
