@@ -500,19 +500,22 @@ pub async fn run(
         // The password is kept, but keystone may listen on a new port
         // (`--keystone-port 0`): the file must keep pointing at it.
         let line = format!("export OS_AUTH_URL={auth_url}");
-        if !rc.lines().any(|l| l == line) {
-            let rc: String = rc
-                .lines()
-                .map(|l| {
-                    if l.starts_with("export OS_AUTH_URL=") {
-                        line.as_str()
-                    } else {
-                        l
-                    }
-                })
-                .map(|l| format!("{l}\n"))
-                .collect();
-            write_private(&rc_path, &rc)?;
+        let updated: String = rc
+            .lines()
+            .map(|l| {
+                if l.starts_with("export OS_AUTH_URL=") {
+                    line.as_str()
+                } else {
+                    l
+                }
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        // Stale credentials are not worth failing a started platform for.
+        if updated != rc
+            && let Err(e) = write_private(&rc_path, &updated)
+        {
+            tracing::warn!(path = %rc_path.display(), error = %e, "updating rc_admin");
         }
     }
 

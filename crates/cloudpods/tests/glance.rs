@@ -812,9 +812,9 @@ async fn checksums_are_recorded_before_active_even_across_a_restart() {
     }
 }
 
-/// climc downloads a dense image with `splice` and a sparse one the
-/// ordinary way (holes kept); both arrive intact, and a missing image is
-/// still reported as such.
+/// climc downloads a dense image with `splice` and reads a sparse one
+/// (holes kept); both arrive intact, and a missing image is still reported
+/// as such.
 #[tokio::test]
 async fn downloads_splice_dense_images_and_keep_sparse_ones_sparse() {
     use std::os::unix::fs::MetadataExt;
@@ -853,11 +853,12 @@ async fn downloads_splice_dense_images_and_keep_sparse_ones_sparse() {
             ],
         );
         assert!(ok, "{stdout}\n{stderr}");
-        assert_eq!(
-            stderr.contains("download spliced"),
-            spliced,
-            "{name}: {stderr}"
-        );
+        let how = if spliced {
+            "download spliced"
+        } else {
+            "download read, zeros skipped"
+        };
+        assert!(stderr.contains(how), "{name}: {stderr}");
         assert_eq!(md5_file(&out), md5_file(src), "{name}");
         let meta = std::fs::metadata(&out).expect("out");
         assert_eq!(meta.len(), std::fs::metadata(src).expect("src").len());

@@ -16,9 +16,9 @@ use crate::error::{GlanceError, Result};
 use crate::s3::S3;
 
 /// Size of one mapped window of a local download.
-const MAP_WINDOW: usize = 1 << 20;
+const MAP_WINDOW: usize = 512 << 10;
 /// Windows mapped ahead of the network: bounds a download's memory.
-const MAP_AHEAD: usize = 4;
+const MAP_AHEAD: usize = 2;
 
 pub enum Backend {
     Local,
@@ -152,7 +152,8 @@ impl Store {
 }
 
 /// Stream `start..end` of a local file as read-only mappings of
-/// `MAP_WINDOW` bytes, mapped ahead of the network by one blocking thread.
+/// `MAP_WINDOW` bytes, mapped (and read in) ahead of the network by one
+/// blocking thread.
 ///
 /// hyper writes each window straight from the page cache into the socket,
 /// so a download costs one copy on this side, as `sendfile` would, instead
@@ -189,10 +190,12 @@ async fn read_local(
     .boxed())
 }
 
-/// Map `len` bytes of `file` at `offset`, and start reading them into the
-/// page cache: hyper's copy out of the window then takes only minor faults
-/// on a runtime thread, never a wait for the disk. The pages are not
-/// mapped in until that copy, so windows queued ahead cost no memory.
+/// Map `len` bytes of `file` at `offset` with its pages read in and
+/// mapped here, on the blocking thread (`MADV_POPULATE_READ`): hyper's copy
+/// out of the window on a runtime thread then never waits for the disk,
+/// and a read error is this window's error instead of a `SIGBUS` in the
+/// copy. Kernels before 5.14 lack that advice: the window is then read
+/// into a buffer.
 fn map_window(file: &std::fs::File, offset: u64, len: usize) -> std::io::Result<Bytes> {
     // A mapping past the end of the file faults instead of failing, so a
     // file shorter than its recorded size is refused here.
@@ -211,6 +214,14 @@ fn map_window(file: &std::fs::File, offset: u64, len: usize) -> std::io::Result<
             .len(len)
             .map(file)?
     };
-    map.advise(memmap2::Advice::WillNeed)?;
-    Ok(Bytes::from_owner(map))
+    match map.advise(memmap2::Advice::PopulateRead) {
+        Ok(()) => Ok(Bytes::from_owner(map)),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            use std::os::unix::fs::FileExt;
+            let mut buf = vec![0u8; len];
+            file.read_exact_at(&mut buf, offset)?;
+            Ok(Bytes::from(buf))
+        }
+        Err(e) => Err(e),
+    }
 }

@@ -56,27 +56,57 @@ pub struct Hashes {
     pub sha256: String,
 }
 
-/// The checksums of an upload, computed behind its writer. Dropped
-/// without being waited for (the upload failed, the image went away), it
-/// stops the hasher.
+/// The checksums of an upload, computed behind its writer on threads of
+/// their own. Dropped before they are known — the upload failed, the image
+/// went away, the waiting task was dropped — it stops the hasher.
 #[derive(Debug)]
 pub struct Checksums {
-    hasher: Option<tokio::task::JoinHandle<Result<Hashes>>>,
+    result: Option<tokio::sync::oneshot::Receiver<Result<Hashes>>>,
     cancel: Arc<AtomicBool>,
+    known: bool,
 }
 
 impl Checksums {
+    /// Hash `file` on a new thread, following the writer's reports on
+    /// `written` (`yield_while_sending`: see [`IdleWhileSending`]).
+    fn spawn(
+        file: File,
+        path: PathBuf,
+        written: std::sync::mpsc::Receiver<u64>,
+        yield_while_sending: bool,
+    ) -> Result<Checksums> {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let c = cancel.clone();
+        std::thread::Builder::new()
+            .name("glance-hash".into())
+            .spawn(move || {
+                let _ = tx.send(hash_behind(file, path, written, c, yield_while_sending));
+            })
+            .map_err(|e| GlanceError::Storage(format!("hash thread: {e}")))?;
+        Ok(Checksums {
+            result: Some(rx),
+            cancel,
+            known: false,
+        })
+    }
+
     pub async fn wait(mut self) -> Result<Hashes> {
-        match self.hasher.take() {
-            Some(h) => joined(h, "checksum").await?,
-            None => Err(GlanceError::Storage("checksums already taken".into())),
-        }
+        let Some(rx) = self.result.take() else {
+            return Err(GlanceError::Storage("checksums already taken".into()));
+        };
+        // `self` lives across the await: a dropped wait still cancels.
+        let r = rx
+            .await
+            .map_err(|_| GlanceError::Storage("the hash thread ended without a result".into()))?;
+        self.known = true;
+        r
     }
 }
 
 impl Drop for Checksums {
     fn drop(&mut self) {
-        if self.hasher.is_some() {
+        if !self.known {
             self.cancel.store(true, Ordering::Relaxed);
         }
     }
@@ -85,37 +115,48 @@ impl Drop for Checksums {
 /// While an upload is still arriving, its hashing threads run as
 /// `SCHED_IDLE`: they use the CPU the transfer leaves idle, so the client
 /// is not slowed by md5 (one core at ~600 MB/s here); once the last byte
-/// is written they run normally. Measured on the 2-vCPU VM, 1 GiB, upload
-/// medians: 1.13-1.67 s hashing at normal priority alongside the transfer,
-/// 1.07-1.27 s like this; hashing only after it made `active` 0.3 s later. Best effort: without
-/// the policy, hashing simply competes. Restored when dropped, as the
-/// thread may belong to a pool.
-struct IdleWhileSending;
+/// is written they return to their own policy. Measured on the 2-vCPU VM,
+/// 1 GiB, upload medians: 1.13-1.67 s hashing at normal priority alongside
+/// the transfer, 1.07-1.27 s like this; hashing only after it made
+/// `active` 0.3 s later. Leaving `SCHED_IDLE` needs `CAP_SYS_NICE` (or
+/// RLIMIT_NICE): where the process cannot, hashing simply competes (the
+/// threads are the hasher's own, nothing else inherits the policy).
+struct IdleWhileSending {
+    previous: libc::c_int,
+}
 
 impl IdleWhileSending {
-    fn start() -> IdleWhileSending {
-        set_idle_policy(true);
-        IdleWhileSending
+    fn start() -> Option<IdleWhileSending> {
+        if !may_leave_idle() {
+            return None;
+        }
+        // SAFETY: pid 0 is the calling thread.
+        let previous = unsafe { libc::sched_getscheduler(0) };
+        (previous >= 0 && set_policy(libc::SCHED_IDLE)).then_some(IdleWhileSending { previous })
     }
 }
 
 impl Drop for IdleWhileSending {
     fn drop(&mut self) {
-        set_idle_policy(false);
+        set_policy(self.previous);
     }
 }
 
-fn set_idle_policy(idle: bool) {
-    let policy = if idle {
-        libc::SCHED_IDLE
-    } else {
-        libc::SCHED_OTHER
-    };
+fn set_policy(policy: libc::c_int) -> bool {
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param.
-    unsafe {
-        libc::sched_setscheduler(0, policy, &param);
-    }
+    unsafe { libc::sched_setscheduler(0, policy, &param) == 0 }
+}
+
+/// Whether this process may switch a thread back from `SCHED_IDLE`:
+/// tried once on a throwaway thread.
+fn may_leave_idle() -> bool {
+    static MAY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *MAY.get_or_init(|| {
+        std::thread::spawn(|| set_policy(libc::SCHED_IDLE) && set_policy(libc::SCHED_OTHER))
+            .join()
+            .unwrap_or(false)
+    })
 }
 
 /// Write the chunks, telling the hasher how far the file is written.
@@ -145,17 +186,18 @@ fn hash_behind(
     path: PathBuf,
     written: std::sync::mpsc::Receiver<u64>,
     cancel: Arc<AtomicBool>,
+    yield_while_sending: bool,
 ) -> Result<Hashes> {
     use std::os::unix::fs::FileExt;
     use std::sync::mpsc::TryRecvError;
-    let idle = IdleWhileSending::start();
+    let mut idle = yield_while_sending.then(IdleWhileSending::start).flatten();
     let sending = Arc::new(AtomicBool::new(true));
     let (to_md5, chunks) = std::sync::mpsc::sync_channel::<Bytes>(DEPTH);
     let md5_sending = sending.clone();
     let md5er = std::thread::Builder::new()
         .name("glance-md5".into())
         .spawn(move || {
-            let mut idle = Some(IdleWhileSending::start());
+            let mut idle = yield_while_sending.then(IdleWhileSending::start).flatten();
             let mut d = Md5::new();
             for c in chunks {
                 if idle.is_some() && !md5_sending.load(Ordering::Relaxed) {
@@ -166,7 +208,6 @@ fn hash_behind(
             hex::encode(d.finalize())
         })
         .map_err(|e| GlanceError::Storage(format!("md5 thread: {e}")))?;
-    let mut idle = Some(idle);
     let mut sha = Sha256::new();
     let mut buffers = Recycler::new(DEPTH + 2);
     let (mut pos, mut upto) = (0u64, 0u64);
@@ -183,9 +224,9 @@ fn hash_behind(
                 Ok(n) => upto = n,
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
-                    if idle.take().is_some() {
-                        sending.store(false, Ordering::Relaxed);
-                    }
+                    // Written: hash at this thread's own priority now.
+                    drop(idle.take());
+                    sending.store(false, Ordering::Relaxed);
                     break;
                 }
             }
@@ -267,16 +308,8 @@ where
     let (progress, written) = std::sync::mpsc::channel::<u64>();
     let p = path.to_path_buf();
     let writer = tokio::task::spawn_blocking(move || write_loop(wrx, file, p, progress));
-    let p = path.to_path_buf();
-    let cancel = Arc::new(AtomicBool::new(false));
-    let c = cancel.clone();
     // Created now, so that every early return below stops the hasher.
-    let checksums = Checksums {
-        hasher: Some(tokio::task::spawn_blocking(move || {
-            hash_behind(reader, p, written, c)
-        })),
-        cancel,
-    };
+    let checksums = Checksums::spawn(reader, path.to_path_buf(), written, true)?;
     let mut total: u64 = 0;
     let mut failure: Option<GlanceError> = None;
     let mut gathered = bytes::BytesMut::new();
@@ -351,18 +384,15 @@ where
 /// The size, md5 and sha256 of a whole local file (a converted
 /// sub-format; an upload whose hasher was lost to a restart).
 pub async fn hash_file(path: &Path) -> Result<(u64, Hashes)> {
-    let p = path.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let f = File::open(&p).map_err(|e| GlanceError::io(&p, e))?;
-        let size = f.metadata().map_err(|e| GlanceError::io(&p, e))?.len();
-        let (all, written) = std::sync::mpsc::channel();
-        let _ = all.send(size);
-        drop(all);
-        let cancel = Arc::new(AtomicBool::new(false));
-        Ok((size, hash_behind(f, p, written, cancel)?))
-    })
-    .await
-    .map_err(|e| GlanceError::Storage(format!("hash task: {e}")))?
+    let f = File::open(path).map_err(|e| GlanceError::io(path, e))?;
+    let size = f.metadata().map_err(|e| GlanceError::io(path, e))?.len();
+    let (all, written) = std::sync::mpsc::channel();
+    let _ = all.send(size);
+    drop(all);
+    let hashes = Checksums::spawn(f, path.to_path_buf(), written, false)?
+        .wait()
+        .await?;
+    Ok((size, hashes))
 }
 
 #[cfg(test)]

@@ -303,15 +303,19 @@ impl Images {
         };
         let done = done
             .map_err(|e| SdkError::Config(format!("download: {e}")))?
-            .map_err(|e| io_err(dest, e))?;
+            .map_err(|e| SdkError::Config(format!("downloading to {}: {e}", dest.display())))?;
         match done {
-            crate::splice::Spliced::Done(n) => {
+            crate::splice::Spliced::Done { bytes, spliced } => {
                 report();
-                tracing::debug!(bytes = n, "download spliced");
-                Ok(Some(n))
+                if spliced {
+                    tracing::debug!(bytes, "download spliced");
+                } else {
+                    tracing::debug!(bytes, "download read, zeros skipped");
+                }
+                Ok(Some(bytes))
             }
             crate::splice::Spliced::NotHere => {
-                tracing::debug!("download not spliceable: the ordinary way");
+                tracing::debug!("download the ordinary way");
                 Ok(None)
             }
         }

@@ -4,13 +4,14 @@
 //! buffer and again into the file. This takes our own minimal HTTP/1.1
 //! GET, since the HTTP client owns its sockets.
 //!
-//! Only for what it does well: plain `http`, no proxy, a `200` answer with
-//! a `Content-Length`, and an image the server reports as dense
-//! (`x-image-allocated-size`, see glance's download): a sparse image
-//! goes through the ordinary path, which skips its runs of zeros instead of
-//! writing them. Anything else answers [`Spliced::NotHere`] before the file
-//! is touched, and the caller downloads the ordinary way (which also turns
-//! an error answer into the usual error).
+//! Only for plain `http` without a proxy, and a `200` answer with a
+//! `Content-Length`. An image the server reports as dense
+//! (`x-image-allocated-size`, see glance's download) is spliced; any other
+//! is read from the same connection and written with [`SparseWriter`],
+//! which skips runs of zeros, so sparse images keep their holes. Anything
+//! else answers [`Spliced::NotHere`] before the file is touched, and the
+//! caller downloads the ordinary way (which also turns an error answer
+//! into the usual error).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -18,6 +19,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::sparse::SparseWriter;
 
 /// Header with the bytes the image occupies on the server's disk.
 pub const ALLOCATED_HEADER: &str = "x-image-allocated-size";
@@ -26,12 +30,30 @@ pub const ALLOCATED_HEADER: &str = "x-image-allocated-size";
 const PIPE_SIZE: usize = 1 << 20;
 /// Response heads larger than this are not ours to parse.
 const MAX_HEAD: usize = 64 << 10;
+/// As the HTTP client's connect timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// A server silent this long has stalled: the download fails.
+const READ_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub enum Spliced {
-    /// Downloaded: this many bytes.
-    Done(u64),
-    /// Not a case for splicing: download the ordinary way.
+    /// Downloaded this many bytes; `spliced` for a dense image, otherwise
+    /// read with its zeros skipped.
+    Done { bytes: u64, spliced: bool },
+    /// Not a case for this path: download the ordinary way.
     NotHere,
+}
+
+/// An answer this path takes.
+struct Answer {
+    sock: TcpStream,
+    length: u64,
+    dense: bool,
+    /// Body bytes that came with the head.
+    early: Vec<u8>,
+}
+
+fn receiving(e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("receiving the image: {e}"))
 }
 
 /// GET `url` with `token` into `dest`, counting bytes into `received`
@@ -45,50 +67,124 @@ pub fn download(
 ) -> std::io::Result<Spliced> {
     // Until the file is created, anything unexpected (even a refused
     // connection) is left to the ordinary path and its usual errors.
-    let Some((sock, length, rest)) = request(url, token) else {
+    let Some(mut a) = request(url, token) else {
         return Ok(Spliced::NotHere);
     };
-    total.store(length, Ordering::Relaxed);
-    let mut file = std::fs::File::create(dest)?;
-    let first = rest.len().min(length as usize);
-    file.write_all(&rest[..first])?;
-    let mut done = first as u64;
-    received.store(done, Ordering::Relaxed);
+    total.store(a.length, Ordering::Relaxed);
+    let file = std::fs::File::create(dest)?;
+    let early = a.early.len().min(a.length as usize);
+    let done = if a.dense {
+        let mut file = file;
+        file.write_all(&a.early[..early])?;
+        received.store(early as u64, Ordering::Relaxed);
+        splice_rest(&mut a.sock, &mut file, early as u64, a.length, received)?
+    } else {
+        let mut w = SparseWriter::new(file);
+        w.write(&a.early[..early])?;
+        received.store(early as u64, Ordering::Relaxed);
+        let done = read_rest(&mut a.sock, &mut w, early as u64, a.length, received)?;
+        w.finish(false)?;
+        done
+    };
+    Ok(Spliced::Done {
+        bytes: done,
+        spliced: a.dense,
+    })
+}
+
+fn ended_early(done: u64, length: u64) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::UnexpectedEof,
+        format!("download ended after {done} of {length} bytes"),
+    )
+}
+
+/// socket → pipe → file. A file system that cannot take `splice` (EINVAL)
+/// gets the rest by reads and writes.
+fn splice_rest(
+    sock: &mut TcpStream,
+    file: &mut std::fs::File,
+    mut done: u64,
+    length: u64,
+    received: &AtomicU64,
+) -> std::io::Result<u64> {
     let (pipe_out, pipe_in) = pipe()?;
-    while done < length {
+    let mut by_hand = false;
+    while done < length && !by_hand {
         let want = ((length - done) as usize).min(PIPE_SIZE);
-        let n = splice(sock.as_raw_fd(), pipe_in.as_raw_fd(), want)?;
-        if n == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                format!("download ended after {done} of {length} bytes"),
-            ));
-        }
+        let n = match splice(sock.as_raw_fd(), pipe_in.as_raw_fd(), want) {
+            Ok(0) => return Err(ended_early(done, length)),
+            Ok(n) => n,
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => break,
+            Err(e) => return Err(receiving(e)),
+        };
         let mut left = n;
         while left > 0 {
-            let m = splice(pipe_out.as_raw_fd(), file.as_raw_fd(), left)?;
-            if m == 0 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::WriteZero,
-                    "the file took no more bytes",
-                ));
+            match splice(pipe_out.as_raw_fd(), file.as_raw_fd(), left) {
+                Ok(0) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::WriteZero,
+                        "the file took no more bytes",
+                    ));
+                }
+                Ok(m) => left -= m,
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    // What is in the pipe goes out by hand, then the rest.
+                    let mut buf = vec![0u8; left];
+                    std::fs::File::from(pipe_out.try_clone()?).read_exact(&mut buf)?;
+                    file.write_all(&buf)?;
+                    left = 0;
+                    by_hand = true;
+                }
+                Err(e) => return Err(e),
             }
-            left -= m;
         }
         done += n as u64;
         received.store(done, Ordering::Relaxed);
     }
-    Ok(Spliced::Done(done))
+    let mut buf = vec![0u8; 1 << 20];
+    while done < length {
+        let want = ((length - done) as usize).min(buf.len());
+        let n = sock.read(&mut buf[..want]).map_err(receiving)?;
+        if n == 0 {
+            return Err(ended_early(done, length));
+        }
+        file.write_all(&buf[..n])?;
+        done += n as u64;
+        received.store(done, Ordering::Relaxed);
+    }
+    Ok(done)
 }
 
-/// Send the GET; the socket, body length and body bytes read with the
-/// head, when the answer is one to splice.
-fn request(url: &str, token: &str) -> Option<(TcpStream, u64, Vec<u8>)> {
+/// socket → buffer → file, runs of zeros skipped (sparse images).
+fn read_rest(
+    sock: &mut TcpStream,
+    w: &mut SparseWriter,
+    mut done: u64,
+    length: u64,
+    received: &AtomicU64,
+) -> std::io::Result<u64> {
+    let mut buf = vec![0u8; 1 << 20];
+    while done < length {
+        let want = ((length - done) as usize).min(buf.len());
+        let n = sock.read(&mut buf[..want]).map_err(receiving)?;
+        if n == 0 {
+            return Err(ended_early(done, length));
+        }
+        w.write(&buf[..n])?;
+        done += n as u64;
+        received.store(done, Ordering::Relaxed);
+    }
+    Ok(done)
+}
+
+/// Send the GET; the answer, when it is one this path takes.
+fn request(url: &str, token: &str) -> Option<Answer> {
     let u = reqwest::Url::parse(url).ok()?;
-    if u.scheme() != "http" || proxied() {
+    let host = u.host_str()?;
+    if u.scheme() != "http" || proxied(host) {
         return None;
     }
-    let (host, port) = (u.host_str()?, u.port_or_known_default()?);
     let mut target = u.path().to_string();
     if let Some(q) = u.query() {
         target.push('?');
@@ -98,23 +194,42 @@ fn request(url: &str, token: &str) -> Option<(TcpStream, u64, Vec<u8>)> {
         Some(p) => format!("{host}:{p}"),
         None => host.to_string(),
     };
-    let mut sock = TcpStream::connect((host, port)).ok()?;
-    write!(
-        sock,
+    let mut sock = u
+        .socket_addrs(|| None)
+        .ok()?
+        .iter()
+        .find_map(|a| TcpStream::connect_timeout(a, CONNECT_TIMEOUT).ok())?;
+    sock.set_read_timeout(Some(READ_TIMEOUT)).ok()?;
+    let req = format!(
         "GET {target} HTTP/1.1\r\nHost: {authority}\r\nX-Auth-Token: {token}\r\n\
          Accept: application/octet-stream\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let (head, rest) = read_head(&mut sock).ok()?;
-    let length = dense_body_length(&head)?;
-    Some((sock, length, rest))
+    );
+    sock.write_all(req.as_bytes()).ok()?;
+    let (head, early) = read_head(&mut sock).ok()?;
+    let (length, dense) = plain_body(&head)?;
+    Some(Answer {
+        sock,
+        length,
+        dense,
+        early,
+    })
 }
 
-/// A proxy would have to see the request: leave it to the HTTP client.
-fn proxied() -> bool {
-    ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"]
-        .iter()
-        .any(|k| std::env::var(k).is_ok_and(|v| !v.is_empty()))
+/// A proxy would have to see the request (unless `no_proxy` exempts the
+/// host): leave it to the HTTP client.
+fn proxied(host: &str) -> bool {
+    let var = |keys: &[&str]| {
+        keys.iter()
+            .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    };
+    if var(&["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"]).is_none() {
+        return false;
+    }
+    let exempt = var(&["no_proxy", "NO_PROXY"]).unwrap_or_default();
+    !exempt.split(',').map(str::trim).any(|e| {
+        let e = e.trim_start_matches('.');
+        e == "*" || (!e.is_empty() && (host == e || host.ends_with(&format!(".{e}"))))
+    })
 }
 
 /// Read up to the end of the response head; returns the head and the
@@ -144,8 +259,9 @@ fn read_head(sock: &mut TcpStream) -> std::io::Result<(String, Vec<u8>)> {
     }
 }
 
-/// The body length of a `200` answer with a plain body of a dense image.
-fn dense_body_length(head: &str) -> Option<u64> {
+/// The body length of a `200` answer with a plain body, and whether the
+/// server reports the image as dense (at least 7/8 of it on disk).
+fn plain_body(head: &str) -> Option<(u64, bool)> {
     let mut lines = head.split("\r\n");
     let status = lines.next()?;
     let mut parts = status.split(' ');
@@ -165,9 +281,9 @@ fn dense_body_length(head: &str) -> Option<u64> {
             _ => {}
         }
     }
-    let length = length?;
-    // Dense: at least 7/8 of the bytes are on the server's disk.
-    (!chunked && allocated? >= length - length / 8).then_some(length)
+    let length = length.filter(|_| !chunked)?;
+    let dense = allocated.is_some_and(|a| a >= length - length / 8);
+    Some((length, dense))
 }
 
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
@@ -219,18 +335,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_dense_plain_200_answers_are_spliced() {
+    fn plain_200_answers_are_taken_and_dense_ones_spliced() {
         let ok = "HTTP/1.1 200 OK\r\ncontent-length: 800\r\nx-image-allocated-size: 800";
-        assert_eq!(dense_body_length(ok), Some(800));
+        assert_eq!(plain_body(ok), Some((800, true)));
         let mostly = "HTTP/1.1 200 OK\r\nContent-Length: 800\r\nX-Image-Allocated-Size: 700";
-        assert_eq!(dense_body_length(mostly), Some(800));
+        assert_eq!(plain_body(mostly), Some((800, true)));
         let sparse = "HTTP/1.1 200 OK\r\ncontent-length: 800\r\nx-image-allocated-size: 4";
-        assert_eq!(dense_body_length(sparse), None);
+        assert_eq!(plain_body(sparse), Some((800, false)));
         let unknown = "HTTP/1.1 200 OK\r\ncontent-length: 800";
-        assert_eq!(dense_body_length(unknown), None);
+        assert_eq!(plain_body(unknown), Some((800, false)));
         let error = "HTTP/1.1 404 Not Found\r\ncontent-length: 80\r\nx-image-allocated-size: 80";
-        assert_eq!(dense_body_length(error), None);
+        assert_eq!(plain_body(error), None);
         let chunked = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-image-allocated-size: 80";
-        assert_eq!(dense_body_length(chunked), None);
+        assert_eq!(plain_body(chunked), None);
     }
 }
