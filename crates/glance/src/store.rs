@@ -15,10 +15,10 @@ use futures::stream::BoxStream;
 use crate::error::{GlanceError, Result};
 use crate::s3::S3;
 
-/// Size of one mapped window of a local download.
-const MAP_WINDOW: usize = 512 << 10;
-/// Windows mapped ahead of the network: bounds a download's memory.
-const MAP_AHEAD: usize = 2;
+/// Read size of local downloads.
+const READ_CHUNK: usize = 256 << 10;
+/// Chunks read ahead of the network: bounds a download's memory.
+const READ_AHEAD: usize = 4;
 
 pub enum Backend {
     Local,
@@ -151,35 +151,32 @@ impl Store {
     }
 }
 
-/// Stream `start..end` of a local file as read-only mappings of
-/// `MAP_WINDOW` bytes, mapped (and read in) ahead of the network by one
-/// blocking thread.
-///
-/// hyper writes each window straight from the page cache into the socket,
-/// so a download costs one copy on this side, as `sendfile` would, instead
-/// of a `read` into a buffer and then a send from it. At most
-/// `MAP_AHEAD` windows (plus the one hyper is sending) are mapped at a
-/// time; a window is unmapped as soon as hyper drops it, so the server's
-/// resident memory stays flat whatever the image size.
-///
-/// Image files are never modified in place: uploads and conversions write
-/// a `.partial` file and rename it over the old one, and a rename or
-/// delete leaves an open mapping on the old inode intact. Only a file
-/// truncated under the server by someone else could fault a mapping.
+/// Stream `start..end` of a local file from one blocking thread reading
+/// ahead a few chunks: no per-read hop through the blocking pool, and at
+/// most `READ_AHEAD` chunks in memory whatever the client's speed.
 async fn read_local(
     path: PathBuf,
     start: u64,
     end: u64,
 ) -> Result<BoxStream<'static, std::io::Result<Bytes>>> {
-    let file = std::fs::File::open(&path).map_err(|e| GlanceError::io(&path, e))?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(MAP_AHEAD);
+    use cloudpods_sdk::recycle::Recycler;
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(&path).map_err(|e| GlanceError::io(&path, e))?;
+    f.seek(SeekFrom::Start(start))
+        .map_err(|e| GlanceError::io(&path, e))?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(READ_AHEAD);
     tokio::task::spawn_blocking(move || {
-        let mut at = start;
-        while at < end {
-            let len = ((end - at) as usize).min(MAP_WINDOW);
-            let window = map_window(&file, at, len);
-            at += len as u64;
-            if tx.blocking_send(window).is_err() {
+        let mut buffers = Recycler::new(READ_AHEAD + 4);
+        let mut left = end.saturating_sub(start);
+        while left > 0 {
+            let n = (left as usize).min(READ_CHUNK);
+            let mut buf = buffers.take(n);
+            if let Err(e) = f.read_exact(&mut buf) {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+            left -= n as u64;
+            if tx.blocking_send(Ok(buffers.lend(buf))).is_err() {
                 return; // client gone
             }
         }
@@ -188,40 +185,4 @@ async fn read_local(
         rx.recv().await.map(|item| (item, rx))
     })
     .boxed())
-}
-
-/// Map `len` bytes of `file` at `offset` with its pages read in and
-/// mapped here, on the blocking thread (`MADV_POPULATE_READ`): hyper's copy
-/// out of the window on a runtime thread then never waits for the disk,
-/// and a read error is this window's error instead of a `SIGBUS` in the
-/// copy. Kernels before 5.14 lack that advice: the window is then read
-/// into a buffer.
-fn map_window(file: &std::fs::File, offset: u64, len: usize) -> std::io::Result<Bytes> {
-    // A mapping past the end of the file faults instead of failing, so a
-    // file shorter than its recorded size is refused here.
-    let size = file.metadata()?.len();
-    if offset + len as u64 > size {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            format!("image file is {size} bytes, shorter than expected"),
-        ));
-    }
-    // SAFETY: the mapping is read-only and image files are replaced by
-    // rename, never written or truncated in place (see `read_local`).
-    let map = unsafe {
-        memmap2::MmapOptions::new()
-            .offset(offset)
-            .len(len)
-            .map(file)?
-    };
-    match map.advise(memmap2::Advice::PopulateRead) {
-        Ok(()) => Ok(Bytes::from_owner(map)),
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-            use std::os::unix::fs::FileExt;
-            let mut buf = vec![0u8; len];
-            file.read_exact_at(&mut buf, offset)?;
-            Ok(Bytes::from(buf))
-        }
-        Err(e) => Err(e),
-    }
 }
