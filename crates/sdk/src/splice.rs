@@ -82,7 +82,9 @@ pub fn download(
         let mut w = SparseWriter::new(file);
         w.write(&a.early[..early])?;
         received.store(early as u64, Ordering::Relaxed);
-        let done = read_rest(&mut a.sock, &mut w, early as u64, a.length, received)?;
+        let done = read_rest(&mut a.sock, early as u64, a.length, received, |b| {
+            w.write(b)
+        })?;
         w.finish(false)?;
         done
     };
@@ -142,27 +144,17 @@ fn splice_rest(
         done += n as u64;
         received.store(done, Ordering::Relaxed);
     }
-    let mut buf = vec![0u8; 1 << 20];
-    while done < length {
-        let want = ((length - done) as usize).min(buf.len());
-        let n = sock.read(&mut buf[..want]).map_err(receiving)?;
-        if n == 0 {
-            return Err(ended_early(done, length));
-        }
-        file.write_all(&buf[..n])?;
-        done += n as u64;
-        received.store(done, Ordering::Relaxed);
-    }
-    Ok(done)
+    read_rest(sock, done, length, received, |b| file.write_all(b))
 }
 
-/// socket → buffer → file, runs of zeros skipped (sparse images).
+/// socket → buffer → `write` (the file, or a `SparseWriter` for sparse
+/// images).
 fn read_rest(
     sock: &mut TcpStream,
-    w: &mut SparseWriter,
     mut done: u64,
     length: u64,
     received: &AtomicU64,
+    mut write: impl FnMut(&[u8]) -> std::io::Result<()>,
 ) -> std::io::Result<u64> {
     let mut buf = vec![0u8; 1 << 20];
     while done < length {
@@ -171,7 +163,7 @@ fn read_rest(
         if n == 0 {
             return Err(ended_early(done, length));
         }
-        w.write(&buf[..n])?;
+        write(&buf[..n])?;
         done += n as u64;
         received.store(done, Ordering::Relaxed);
     }
