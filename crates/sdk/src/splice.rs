@@ -197,8 +197,7 @@ fn request(url: &str, token: &str) -> Option<Answer> {
          Accept: application/octet-stream\r\nConnection: close\r\n\r\n"
     );
     sock.write_all(req.as_bytes()).ok()?;
-    let (head, early) = read_head(&mut sock).ok()?;
-    let (length, dense) = plain_body(&head)?;
+    let (length, dense, early) = read_head(&mut sock)?;
     Some(Answer {
         sock,
         length,
@@ -224,56 +223,44 @@ fn proxied(host: &str) -> bool {
     })
 }
 
-/// Read up to the end of the response head; returns the head and the
-/// body bytes that came with it.
-fn read_head(sock: &mut TcpStream) -> std::io::Result<(String, Vec<u8>)> {
+/// Read and parse the response head (`httparse`): the body length and
+/// density of an answer this path takes, and the body bytes that came
+/// with the head.
+fn read_head(sock: &mut TcpStream) -> Option<(u64, bool, Vec<u8>)> {
     let mut buf = Vec::with_capacity(16 << 10);
     let mut chunk = [0u8; 16 << 10];
     loop {
-        let n = sock.read(&mut chunk)?;
-        if n == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "connection closed before the response head",
-            ));
+        let n = sock.read(&mut chunk).ok()?;
+        if n == 0 || buf.len() + n > MAX_HEAD {
+            return None;
         }
         buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let rest = buf.split_off(end + 4);
-            return Ok((String::from_utf8_lossy(&buf).into_owned(), rest));
-        }
-        if buf.len() > MAX_HEAD {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "response head too large",
-            ));
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut resp = httparse::Response::new(&mut headers);
+        if let httparse::Status::Complete(end) = resp.parse(&buf).ok()? {
+            let (length, dense) = plain_body(&resp)?;
+            return Some((length, dense, buf.split_off(end)));
         }
     }
 }
 
 /// The body length of a `200` answer with a plain body, and whether the
 /// server reports the image as dense (at least 7/8 of it on disk).
-fn plain_body(head: &str) -> Option<(u64, bool)> {
-    let mut lines = head.split("\r\n");
-    let status = lines.next()?;
-    let mut parts = status.split(' ');
-    if !parts.next()?.starts_with("HTTP/1.") || parts.next()? != "200" {
+fn plain_body(resp: &httparse::Response<'_, '_>) -> Option<(u64, bool)> {
+    if resp.code != Some(200) {
         return None;
     }
-    let (mut length, mut allocated, mut chunked) = (None, None, false);
-    for line in lines {
-        let Some((k, v)) = line.split_once(':') else {
-            continue;
-        };
-        let v = v.trim();
-        match k.trim().to_ascii_lowercase().as_str() {
-            "content-length" => length = v.parse::<u64>().ok(),
-            "transfer-encoding" => chunked = true,
-            ALLOCATED_HEADER => allocated = v.parse::<u64>().ok(),
-            _ => {}
-        }
+    let header = |name: &str| {
+        resp.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value).trim().to_string())
+    };
+    if header("transfer-encoding").is_some() {
+        return None;
     }
-    let length = length.filter(|_| !chunked)?;
+    let length = header("content-length")?.parse::<u64>().ok()?;
+    let allocated = header(ALLOCATED_HEADER).and_then(|v| v.parse::<u64>().ok());
     let dense = allocated.is_some_and(|a| a >= length - length / 8);
     Some((length, dense))
 }
@@ -326,19 +313,27 @@ fn splice(from: libc::c_int, to: libc::c_int, len: usize) -> std::io::Result<usi
 mod tests {
     use super::*;
 
+    fn body_of(head: &str) -> Option<(u64, bool)> {
+        let head = format!("{head}\r\n\r\n");
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut resp = httparse::Response::new(&mut headers);
+        assert!(resp.parse(head.as_bytes()).unwrap().is_complete());
+        plain_body(&resp)
+    }
+
     #[test]
     fn plain_200_answers_are_taken_and_dense_ones_spliced() {
         let ok = "HTTP/1.1 200 OK\r\ncontent-length: 800\r\nx-image-allocated-size: 800";
-        assert_eq!(plain_body(ok), Some((800, true)));
+        assert_eq!(body_of(ok), Some((800, true)));
         let mostly = "HTTP/1.1 200 OK\r\nContent-Length: 800\r\nX-Image-Allocated-Size: 700";
-        assert_eq!(plain_body(mostly), Some((800, true)));
+        assert_eq!(body_of(mostly), Some((800, true)));
         let sparse = "HTTP/1.1 200 OK\r\ncontent-length: 800\r\nx-image-allocated-size: 4";
-        assert_eq!(plain_body(sparse), Some((800, false)));
+        assert_eq!(body_of(sparse), Some((800, false)));
         let unknown = "HTTP/1.1 200 OK\r\ncontent-length: 800";
-        assert_eq!(plain_body(unknown), Some((800, false)));
+        assert_eq!(body_of(unknown), Some((800, false)));
         let error = "HTTP/1.1 404 Not Found\r\ncontent-length: 80\r\nx-image-allocated-size: 80";
-        assert_eq!(plain_body(error), None);
+        assert_eq!(body_of(error), None);
         let chunked = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-image-allocated-size: 80";
-        assert_eq!(plain_body(chunked), None);
+        assert_eq!(body_of(chunked), None);
     }
 }
