@@ -6,6 +6,7 @@
 //! columns, and the resource adds its own. The REST layer, the migrations and
 //! the generic queries all read the same descriptor.
 
+use cloudpods_rbac::Scope;
 use serde_json::Value;
 
 use crate::pool::Dialect;
@@ -253,6 +254,15 @@ pub struct ModelDesc {
     /// Policy service name (`compute`, `identity`, `image`).
     pub service: &'static str,
     pub owner: Owner,
+    /// The scope at which the resource is managed (Cloudpods' manager
+    /// `ResourceScope()`): creating, changing, deleting or acting on a row
+    /// needs a grant at least this high, whatever the policies say. Derived
+    /// from the owner unless declared ([`ModelDesc::managed_at`]).
+    pub manage_scope: Scope,
+    /// The lowest grant that may read rows at all (visibility still
+    /// applies below system scope).
+    pub read_scope: Scope,
+    manage_declared: bool,
     pub id_style: IdStyle,
     pub standalone: bool,
     pub status: Option<&'static str>,
@@ -280,6 +290,9 @@ impl ModelDesc {
             table,
             service: "",
             owner: Owner::None,
+            manage_scope: Scope::System,
+            read_scope: Scope::Project,
+            manage_declared: false,
             id_style: IdStyle::Uuid,
             standalone: false,
             status: None,
@@ -303,6 +316,25 @@ impl ModelDesc {
     }
     pub fn owner(mut self, o: Owner) -> Self {
         self.owner = o;
+        if !self.manage_declared {
+            self.manage_scope = match o {
+                Owner::None => Scope::System,
+                Owner::Domain => Scope::Domain,
+                Owner::Project | Owner::User => Scope::Project,
+            };
+        }
+        self
+    }
+    /// Declare the scope the resource is managed at (hosts, zones, wires are
+    /// domain-owned rows managed by the system admin only).
+    pub fn managed_at(mut self, s: Scope) -> Self {
+        self.manage_scope = s;
+        self.manage_declared = true;
+        self
+    }
+    /// Reading needs at least this grant (e.g. hosts: domain).
+    pub fn read_at(mut self, s: Scope) -> Self {
+        self.read_scope = s;
         self
     }
     pub fn ids(mut self, s: IdStyle) -> Self {

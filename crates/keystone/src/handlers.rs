@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use crate::Keystone;
 use crate::models::*;
+use crate::privilege;
 use crate::store::{self, s};
 
 pub fn register(svc: Service, ks: Arc<Keystone>) -> Service {
@@ -293,9 +294,10 @@ async fn find(
     what: &str,
 ) -> Result<Row> {
     let scope = ctx
-        .max_scope(desc.plural, "get", None)
+        .max_scope_on(desc, "get", None)
         .ok_or_else(|| HttpError::not_found(format!("{what} {ident} not found")))?;
-    let conds = ctx.visibility(desc, scope).into_iter().collect();
+    let mut conds: Vec<cloudpods_db::Sql> = ctx.visibility(desc, scope).into_iter().collect();
+    conds.extend(privilege::scope_filter(ks, ctx, desc).await?);
     store::find_ident(&ks.db, desc, ident, what, conds).await
 }
 
@@ -322,13 +324,20 @@ async fn assignment_path(ks: &Keystone, r: &ApiRequest, action: &str) -> Result<
             (&USERS, "user")
         };
     let target = find(ks, ctx, target_desc, r.param("target"), target_what).await?;
-    let actor = find(ks, ctx, actor_desc, r.param("actor"), actor_what).await?;
     let role = find(ks, ctx, &ROLES, r.param("role"), "role").await?;
     // Domain admins manage their own domain only.
     let target_domain = if target_what == "domain" {
         s(&target, "id")
     } else {
         s(&target, "domain_id")
+    };
+    // Below system scope the actor is addressed within the target's domain
+    // (a project owner adds users it cannot list to its project).
+    let actor = if grant.scope == Scope::System {
+        find(ks, ctx, actor_desc, r.param("actor"), actor_what).await?
+    } else {
+        let conds = vec![crud::eq("domain_id", target_domain.as_str())];
+        store::find_ident(&ks.db, actor_desc, r.param("actor"), actor_what, conds).await?
     };
     if grant.scope != Scope::System && target_domain != ctx.identity.domain_id {
         return Err(HttpError::forbidden(format!(
@@ -343,6 +352,14 @@ async fn assignment_path(ks: &Keystone, r: &ApiRequest, action: &str) -> Result<
             "not allowed to change roles in {target_what} {}",
             s(&target, "name")
         )));
+    }
+    // No one hands out more than it holds.
+    if action != "list" {
+        privilege::check_ceiling(
+            grant.scope,
+            privilege::role_ceiling(ks, &s(&role, "id")).await?,
+            &format!("role {}", s(&role, "name")),
+        )?;
     }
     let kind = match (actor_what, target_what) {
         ("user", "project") => "UserProject",
@@ -648,12 +665,15 @@ async fn group_users(ks: Arc<Keystone>, r: ApiRequest) -> Result<Response> {
 
 async fn membership(ks: &Keystone, r: &ApiRequest, action: &str) -> Result<(Row, Row)> {
     let ctx = r.ctx()?;
-    let grant = ctx.require("groups", "perform", Some(action))?;
+    let grant = ctx.require_on(&GROUPS, "perform", Some(action))?;
     let group = find(ks, ctx, &GROUPS, r.param("group"), "group").await?;
     let user = find(ks, ctx, &USERS, r.param("user"), "user").await?;
     if grant.scope != Scope::System && s(&group, "domain_id") != ctx.identity.domain_id {
         return Err(HttpError::forbidden("not allowed to change this group"));
     }
+    // Joining a group gives its roles; leaving it changes the user.
+    privilege::check_may_manage(ks, &GROUPS, &group, grant.scope).await?;
+    privilege::check_may_manage(ks, &USERS, &user, grant.scope).await?;
     Ok((group, user))
 }
 

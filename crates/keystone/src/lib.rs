@@ -9,6 +9,7 @@ pub mod bootstrap;
 pub mod error;
 mod handlers;
 pub mod models;
+mod privilege;
 mod resources;
 pub mod store;
 pub mod token;

@@ -7,6 +7,7 @@
 use std::sync::LazyLock;
 
 use cloudpods_db::{Column, IdStyle, ModelDesc, Owner};
+use cloudpods_rbac::Scope;
 
 pub static DOMAINS: LazyLock<ModelDesc> = LazyLock::new(|| {
     ModelDesc::new("domain", "domains", "domains")
@@ -166,6 +167,9 @@ pub static POLICIES: LazyLock<ModelDesc> = LazyLock::new(|| {
 pub static ROLE_POLICIES: LazyLock<ModelDesc> = LazyLock::new(|| {
     ModelDesc::new("role_policy", "role_policies", "role_policies")
         .service("identity")
+        // Domain admins bind policies within their domain; what a binding
+        // may grant is checked against the caller (privilege.rs).
+        .managed_at(Scope::Domain)
         .ids(IdStyle::Hex32)
         .col(Column::str("role_id", 64).required().list().indexed())
         .col(Column::str("project_id", 64).create().list())

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::Keystone;
 use crate::models::*;
+use crate::privilege;
 use crate::store::{self, s};
 
 /// Ids of built-in objects that must not be deleted.
@@ -74,6 +75,56 @@ fn check_password(pw: &str) -> Result<()> {
 }
 
 impl IdentityModel {
+    /// The scope the caller holds for `action` on this resource (the generic
+    /// layer already refused when there is none).
+    fn granted(&self, ctx: &Ctx, action: &str, extra: Option<&str>) -> Result<Scope> {
+        Ok(ctx.require_on(self.desc, action, extra)?.scope)
+    }
+
+    /// Changing or removing `obj` must not reach above the caller's grant:
+    /// users, groups and projects by what they hold, policies by their
+    /// scope, roles by what they carry, bindings by their policy.
+    async fn guard(&self, ctx: &Ctx, obj: &Row, action: &str, extra: Option<&str>) -> Result<()> {
+        let granted = self.granted(ctx, action, extra)?;
+        match self.kind {
+            Kind::User | Kind::Group | Kind::Project => {
+                privilege::check_may_manage(&self.ks, self.desc, obj, granted).await
+            }
+            Kind::Role => privilege::check_ceiling(
+                granted,
+                privilege::role_ceiling(&self.ks, &s(obj, "id")).await?,
+                &format!("role {}", s(obj, "name")),
+            ),
+            Kind::Policy => {
+                if store::b(obj, "is_system") && granted != Scope::System {
+                    return Err(HttpError::forbidden(format!(
+                        "built-in policy {} is managed by system admins only",
+                        s(obj, "name")
+                    )));
+                }
+                let scope = s(obj, "scope").parse::<Scope>().unwrap_or(Scope::System);
+                privilege::check_ceiling(
+                    granted,
+                    Some(scope),
+                    &format!("policy {}", s(obj, "name")),
+                )
+            }
+            Kind::RolePolicy => {
+                let role = crud::must_get(self.ks.db.read(), &ROLES, &s(obj, "role_id")).await?;
+                let policy =
+                    crud::must_get(self.ks.db.read(), &POLICIES, &s(obj, "policy_id")).await?;
+                let project_id = s(obj, "project_id");
+                let project = if project_id.is_empty() {
+                    None
+                } else {
+                    crud::get(self.ks.db.read(), &PROJECTS, &project_id).await?
+                };
+                privilege::check_binding(ctx, granted, &role, &policy, project.as_ref())
+            }
+            _ => Ok(()),
+        }
+    }
+
     async fn find_in(&self, desc: &ModelDesc, ident: &str, what: &str) -> Result<Row> {
         store::find_ident(&self.ks.db, desc, ident, what, Vec::new()).await
     }
@@ -163,6 +214,10 @@ impl Model for IdentityModel {
             _ => {}
         }
         Ok(())
+    }
+
+    async fn scope_filter(&self, ctx: &Ctx, _scope: Scope) -> Result<Option<Sql>> {
+        privilege::scope_filter(&self.ks, ctx, self.desc).await
     }
 
     async fn details(&self, _ctx: &Ctx, rows: &mut [Row], _q: &Object) -> Result<()> {
@@ -275,10 +330,19 @@ impl Model for IdentityModel {
                     .ok_or_else(|| HttpError::missing("policy_id is required"))?;
                 let policy = self.find_in(&POLICIES, &policy, "policy").await?;
                 row.insert("policy_id".into(), json!(s(&policy, "id")));
-                if let Some(p) = get_str_any(input, &["project_id", "project"]) {
-                    let project = store::find_project(&self.ks.db, &p, None)
-                        .await?
-                        .ok_or_else(|| HttpError::not_found(format!("project {p} not found")))?;
+                let project = match get_str_any(input, &["project_id", "project"]) {
+                    Some(p) => Some(
+                        store::find_project(&self.ks.db, &p, None)
+                            .await?
+                            .ok_or_else(|| {
+                                HttpError::not_found(format!("project {p} not found"))
+                            })?,
+                    ),
+                    None => None,
+                };
+                let granted = self.granted(ctx, "create", None)?;
+                privilege::check_binding(ctx, granted, &role, &policy, project.as_ref())?;
+                if let Some(project) = project {
                     row.insert("project_id".into(), json!(s(&project, "id")));
                 }
             }
@@ -301,6 +365,7 @@ impl Model for IdentityModel {
         changes: &mut Row,
         input: &Object,
     ) -> Result<()> {
+        self.guard(ctx, obj, "update", None).await?;
         match self.kind {
             Kind::User => {
                 if let Some(pw) = get_str(input, "password") {
@@ -351,8 +416,9 @@ impl Model for IdentityModel {
         Ok(())
     }
 
-    async fn validate_delete(&self, _ctx: &Ctx, obj: &Row, _q: &Object) -> Result<()> {
+    async fn validate_delete(&self, ctx: &Ctx, obj: &Row, _q: &Object) -> Result<()> {
         cloudpods_rest::generic::validate_delete_common(self.desc, obj)?;
+        self.guard(ctx, obj, "delete", None).await?;
         let id = s(obj, "id");
         let name = s(obj, "name");
         match self.kind {
@@ -440,6 +506,7 @@ impl Model for IdentityModel {
     }
 
     async fn perform(&self, ctx: &Ctx, obj: Row, action: &str, input: Object) -> Result<Value> {
+        self.guard(ctx, &obj, "perform", Some(action)).await?;
         match (self.kind, action) {
             (Kind::User, "unlock") => {
                 let mut ch = Row::new();

@@ -2,6 +2,7 @@
 
 use cloudpods_apis::identity::{CatalogEndpoint, CatalogService};
 use cloudpods_db::{Db, Row, Sql, crud};
+use cloudpods_rbac::Scope;
 use serde_json::{Value, json};
 
 use crate::error::{KeystoneError, Result};
@@ -472,4 +473,56 @@ pub async fn soft_delete_where(db: &Db, table: &str, column: &str, id: &str) -> 
         .await
         .map_err(cloudpods_db::DbError::from)?;
     Ok(())
+}
+
+/// The highest scope of the policies bound to any of `role_ids`, in any
+/// project: what holding one of these roles can give, somewhere.
+/// `None` when they carry no policy at all.
+pub async fn roles_ceiling(db: &Db, role_ids: &[String]) -> Result<Option<Scope>> {
+    if role_ids.is_empty() {
+        return Ok(None);
+    }
+    let mut q = Sql::new(
+        "SELECT DISTINCT p.`scope` FROM `role_policies` rp \
+         JOIN `policies` p ON p.`id` = rp.`policy_id` \
+         WHERE rp.`deleted` = 0 AND p.`deleted` = 0 AND rp.`role_id` IN ",
+    );
+    q.bind_list(role_ids.iter());
+    let rows = crud::fetch_rows(db.read(), &POLICIES, &q).await?;
+    Ok(rows
+        .iter()
+        // An unreadable scope counts as the highest: never hand it out by mistake.
+        .map(|r| s(r, "scope").parse::<Scope>().unwrap_or(Scope::System))
+        .max())
+}
+
+/// Role ids an actor (a user, through its groups too, or a group) holds
+/// anywhere.
+pub async fn actor_role_ids(db: &Db, actor_id: &str, with_groups: bool) -> Result<Vec<String>> {
+    let mut actors = vec![actor_id.to_string()];
+    if with_groups {
+        actors.extend(user_group_ids(db, actor_id).await?);
+    }
+    let mut q = Sql::new("SELECT DISTINCT `role_id` FROM `assignments` WHERE `actor_id` IN ");
+    q.bind_list(actors.iter());
+    let rows = crud::fetch_rows(db.read(), &ASSIGNMENTS, &q).await?;
+    Ok(rows.iter().map(|r| s(r, "role_id")).collect())
+}
+
+/// Role ids assigned on a project or domain, to anyone.
+pub async fn target_role_ids(db: &Db, target_id: &str) -> Result<Vec<String>> {
+    let mut q = Sql::new("SELECT DISTINCT `role_id` FROM `assignments` WHERE `target_id` = ");
+    q.bind(target_id);
+    let rows = crud::fetch_rows(db.read(), &ASSIGNMENTS, &q).await?;
+    Ok(rows.iter().map(|r| s(r, "role_id")).collect())
+}
+
+/// `id IN (projects where the user has a role)`, as a condition.
+pub async fn user_projects_condition(db: &Db, user_id: &str) -> Result<Sql> {
+    Ok(crud::in_list("id", user_project_ids(db, user_id).await?))
+}
+
+/// `id IN (groups the user belongs to)`, as a condition.
+pub async fn user_groups_condition(db: &Db, user_id: &str) -> Result<Sql> {
+    Ok(crud::in_list("id", user_group_ids(db, user_id).await?))
 }

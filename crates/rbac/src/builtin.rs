@@ -90,17 +90,14 @@ fn member_blob() -> Value {
     }})
 }
 
-/// What every authenticated user may do regardless of assigned policies: report task
-/// progress (`compute.tasks.perform`), read usages (`*.usages.get`) and get a user record
-/// (`identity.users.get`). The policy cannot express "self": keystone must restrict the
-/// user get to the caller's own record. Callers OR this into every [`crate::PolicySet`].
+/// What every authenticated user may do regardless of assigned policies: read usages
+/// (`*.usages.get`) and get a user record (`identity.users.get`). The policy cannot
+/// express "self": keystone restricts the user get to the caller's own record at project
+/// scope. Agent callbacks are not a grant: they carry the task's signed key instead.
+/// Callers OR this into every [`crate::PolicySet`].
 pub fn default_grants() -> PolicyBlob {
     let mut blob = PolicyBlob::default();
-    let rules: [&[&str]; 3] = [
-        &["compute", "tasks", "perform"],
-        &["*", "usages", "get"],
-        &["identity", "users", "get"],
-    ];
+    let rules: [&[&str]; 2] = [&["*", "usages", "get"], &["identity", "users", "get"]];
     for rule in rules {
         // Static, valid paths: set_rule cannot fail here (covered by tests).
         let _ = blob.set_rule(rule, Effect::Allow);

@@ -378,11 +378,10 @@ fn default_grants_content() {
         g.to_json(),
         json!({"policy": {
             "*": {"usages": {"get": "allow"}},
-            "compute": {"tasks": {"perform": "allow"}},
             "identity": {"users": {"get": "allow"}},
         }})
     );
-    assert!(g.allows(&req("compute", "tasks", "perform", Some("x"))));
+    assert!(!g.allows(&req("compute", "tasks", "perform", Some("x"))));
     assert!(g.allows(&req("image", "usages", "get", None)));
     assert!(g.allows(&req("identity", "users", "get", None)));
     assert!(!g.allows(&req("identity", "users", "list", None)));

@@ -4,11 +4,16 @@
 use std::sync::LazyLock;
 
 use cloudpods_db::{Column, IdStyle, ModelDesc, Owner};
+use cloudpods_rbac::Scope;
 
 fn infra(keyword: &'static str, plural: &'static str, table: &'static str) -> ModelDesc {
     ModelDesc::new(keyword, plural, table)
         .service("compute")
         .owner(Owner::Domain)
+        // Infrastructure rows belong to a domain and may be shared, but only
+        // the system admin manages them (Cloudpods: hosts, zones, wires,
+        // storages, schedtags, cloud regions, SKUs).
+        .managed_at(Scope::System)
         .standalone()
         .sharable()
         .unique_name()
@@ -138,6 +143,8 @@ pub static RESERVEDIPS: LazyLock<ModelDesc> = LazyLock::new(|| {
 
 pub static HOSTS: LazyLock<ModelDesc> = LazyLock::new(|| {
     infra("host", "hosts", "hosts_tbl")
+        // Agent addresses and host facts are not for project members.
+        .read_at(Scope::Domain)
         .status("init")
         .enabled(true)
         .external()

@@ -89,19 +89,50 @@ impl Ctx {
         }
     }
 
+    /// Highest scope at which the caller may do `action` on rows of `desc`:
+    /// what the policies grant, provided it reaches the scope the resource
+    /// is managed at (writes) or read at (reads). A project owner's
+    /// `*: allow` therefore never reaches hosts, zones or the catalog.
+    pub fn max_scope_on(
+        &self,
+        desc: &ModelDesc,
+        action: &str,
+        extra: Option<&str>,
+    ) -> Option<Scope> {
+        let granted = self.max_scope(desc.plural, action, extra)?;
+        let needed = if is_read(action) {
+            desc.read_scope
+        } else {
+            desc.manage_scope
+        };
+        (granted >= needed).then_some(granted)
+    }
+
+    /// [`Ctx::require`] for rows of `desc` (see [`Ctx::max_scope_on`]).
+    pub fn require_on(&self, desc: &ModelDesc, action: &str, extra: Option<&str>) -> Result<Grant> {
+        match self.max_scope_on(desc, action, extra) {
+            Some(scope) => Ok(Grant { scope }),
+            None => Err(self.refused(desc.plural, action, extra)),
+        }
+    }
+
+    fn refused(&self, resource: &str, action: &str, extra: Option<&str>) -> HttpError {
+        HttpError::forbidden(format!(
+            "{} {}.{}.{}{} not allowed",
+            self.identity.user,
+            self.service,
+            resource,
+            action,
+            extra.map(|e| format!(".{e}")).unwrap_or_default()
+        ))
+    }
+
     /// Require permission for `action` on `resource`, returning the granted
     /// scope, or 403 naming what was refused.
     pub fn require(&self, resource: &str, action: &str, extra: Option<&str>) -> Result<Grant> {
         match self.max_scope(resource, action, extra) {
             Some(scope) => Ok(Grant { scope }),
-            None => Err(HttpError::forbidden(format!(
-                "{} {}.{}.{}{} not allowed",
-                self.identity.user,
-                self.service,
-                resource,
-                action,
-                extra.map(|e| format!(".{e}")).unwrap_or_default()
-            ))),
+            None => Err(self.refused(resource, action, extra)),
         }
     }
 
@@ -110,10 +141,11 @@ impl Ctx {
     /// when nothing is requested.
     pub fn list_scope(
         &self,
-        resource: &str,
+        desc: &ModelDesc,
         query: &serde_json::Map<String, Value>,
     ) -> Result<Scope> {
-        let granted = self.require(resource, "list", None)?.scope;
+        let resource = desc.plural;
+        let granted = self.require_on(desc, "list", None)?.scope;
         let requested = requested_scope(query)?;
         let requested = requested.unwrap_or(if self.identity.is_project_scoped() {
             Scope::Project
@@ -196,6 +228,11 @@ impl Ctx {
             Owner::None => {}
         }
     }
+}
+
+/// Reads are `list` and `get`; everything else changes something.
+fn is_read(action: &str) -> bool {
+    matches!(action, "list" | "get")
 }
 
 /// `scope=system|domain|project`, or `admin=true` / `system=true`.

@@ -351,7 +351,7 @@ async fn generic_route(
                                     _ => Object::new(),
                                 };
                                 let r = async {
-                                    ctx.require(p, "perform", Some(x))?;
+                                    ctx.require_on(m.desc(), "perform", Some(x))?;
                                     m.perform_class(ctx, x, input).await
                                 }
                                 .await;
@@ -505,7 +505,7 @@ async fn joint_list_all(svc: &Service, ctx: &Ctx, j: &dyn JointModel, q: &Object
     let (mplural, mcol) = j.master();
     let mut conds = Vec::new();
     if let Some(m) = svc.models.get(mplural) {
-        let scope = ctx.list_scope(j.desc().plural, q)?;
+        let scope = ctx.list_scope(j.desc(), q)?;
         if let Some(v) = ctx.visibility(m.desc(), scope) {
             let mut c = cloudpods_db::Sql::default();
             c.ident(mcol)

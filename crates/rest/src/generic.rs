@@ -137,6 +137,9 @@ pub async fn find<M: Model + ?Sized>(
     if let Some(v) = visibility(ctx, desc, scope, shared) {
         conds.push(v);
     }
+    if let Some(v) = m.scope_filter(ctx, scope).await? {
+        conds.push(v);
+    }
     if desc.pending_delete {
         // Pending-deleted objects stay addressable (cancel-delete, purge).
     }
@@ -201,7 +204,7 @@ pub async fn lookup_get<M: Model + ?Sized>(
     extra: Option<&str>,
 ) -> Result<Row> {
     let desc = m.desc();
-    let scope = ctx.max_scope(desc.plural, "get", extra);
+    let scope = ctx.max_scope_on(desc, "get", extra);
     let Some(spec) = extra else {
         // Without read permission nothing is visible: 404.
         let scope = scope.ok_or_else(|| not_found(desc, ident))?;
@@ -212,7 +215,7 @@ pub async fn lookup_get<M: Model + ?Sized>(
     // A spec (`get.vnc`): find the object with plain read rights too, so
     // that a visible object whose spec is denied answers 403, like actions
     // do; invisible objects stay 404.
-    let read = ctx.max_scope(desc.plural, "get", None);
+    let read = ctx.max_scope_on(desc, "get", None);
     let search = match (read, scope) {
         (Some(a), Some(b)) => a.max(b),
         (Some(a), None) | (None, Some(a)) => a,
@@ -240,8 +243,8 @@ pub async fn lookup_for<M: Model + ?Sized>(
     extra: Option<&str>,
 ) -> Result<Row> {
     let desc = m.desc();
-    let read = ctx.max_scope(desc.plural, "get", None);
-    let act = ctx.max_scope(desc.plural, action, extra);
+    let read = ctx.max_scope_on(desc, "get", None);
+    let act = ctx.max_scope_on(desc, action, extra);
     let search_scope = match (read, act) {
         (Some(a), Some(b)) => a.max(b),
         (Some(a), None) | (None, Some(a)) => a,
@@ -271,7 +274,7 @@ pub async fn list<M: Model + ?Sized>(
     extra: Vec<Sql>,
 ) -> Result<Value> {
     let desc = m.desc();
-    let granted = ctx.require(desc.plural, "list", None)?.scope;
+    let granted = ctx.require_on(desc, "list", None)?.scope;
     let mut conds = extra;
 
     // Ownership filters widen the default scope to what is granted.
@@ -292,6 +295,9 @@ pub async fn list<M: Model + ?Sized>(
         None => Scope::Domain.min(granted),
     };
     if let Some(v) = ctx.visibility(desc, scope) {
+        conds.push(v);
+    }
+    if let Some(v) = m.scope_filter(ctx, scope).await? {
         conds.push(v);
     }
 
@@ -1142,7 +1148,7 @@ pub async fn create<M: Model + ?Sized>(
     fixed: Vec<(&'static str, Value)>,
 ) -> Result<Value> {
     let desc = m.desc();
-    let scope = ctx.require(desc.plural, "create", None)?.scope;
+    let scope = ctx.require_on(desc, "create", None)?.scope;
     let count = match body.as_ref().and_then(|b| b.get("count")) {
         None | Some(Value::Null) => 1,
         Some(v) => {
@@ -1328,7 +1334,7 @@ pub async fn update<M: Model + ?Sized>(
     let desc = m.desc();
     let obj = lookup_for(m, ctx, ident, "update", None).await?;
     let scope = ctx
-        .max_scope(desc.plural, "update", None)
+        .max_scope_on(desc, "update", None)
         .unwrap_or(Scope::Project);
     let input = crate::params::unwrap_envelope(body, &[desc.keyword], false)?;
     let Value::Object(input) = normalize_keys(Value::Object(input)) else {
@@ -1513,7 +1519,7 @@ pub async fn perform_common<M: Model + ?Sized>(
     let desc = m.desc();
     let id = pk_of(desc, &obj);
     let scope = ctx
-        .max_scope(desc.plural, "perform", Some(action))
+        .max_scope_on(desc, "perform", Some(action))
         .unwrap_or(Scope::Project);
     match action {
         a if METADATA_ACTIONS.contains(&a) && desc.metadata => {
@@ -1684,7 +1690,7 @@ pub async fn property_common<M: Model + ?Sized>(
                 .column(&field)
                 .filter(|c| !c.flags.has(ColFlags::SECRET))
                 .ok_or_else(|| HttpError::input(format!("{} has no field {field}", desc.plural)))?;
-            let scope = ctx.list_scope(desc.plural, q)?;
+            let scope = ctx.list_scope(desc, q)?;
             let mut sql = Sql::new(format!(
                 "SELECT DISTINCT `{}` FROM `{}` WHERE 1 = 1",
                 col.name, desc.table
@@ -1697,6 +1703,9 @@ pub async fn property_common<M: Model + ?Sized>(
                 sql.push(" AND `pending_deleted` = 0");
             }
             if let Some(v) = ctx.visibility(desc, scope) {
+                sql.push(" AND (").append(v).push(")");
+            }
+            if let Some(v) = m.scope_filter(ctx, scope).await? {
                 sql.push(" AND (").append(v).push(")");
             }
             sql.push(&format!(" ORDER BY `{}` LIMIT 2048", col.name));

@@ -44,6 +44,13 @@ pub trait Model: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Visibility that the owner columns cannot express, applied to lists
+    /// and lookups at `scope` (Keystone: at project scope a user sees its own
+    /// user record and the projects it has roles in).
+    async fn scope_filter(&self, _ctx: &Ctx, _scope: cloudpods_rbac::Scope) -> Result<Option<Sql>> {
+        Ok(None)
+    }
+
     /// Add the detail fields to rows about to be returned (batched: one
     /// query per related table, never one per row).
     async fn details(&self, _ctx: &Ctx, _rows: &mut [Row], _q: &Object) -> Result<()> {

@@ -194,6 +194,26 @@ impl Engine {
         hex::encode(&mac.finalize().into_bytes()[..16])
     }
 
+    /// Whether `key` is the signature of `task_id`'s `stage` (constant-time
+    /// comparison of the truncated MAC).
+    fn verify(&self, task_id: &str, stage: &str, key: &str) -> bool {
+        let Ok(tag) = hex::decode(key) else {
+            return false;
+        };
+        if tag.len() != 16 {
+            return false;
+        }
+        let Ok(mut mac) =
+            <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&self.opts.callback_secret)
+        else {
+            return false;
+        };
+        mac.update(task_id.as_bytes());
+        mac.update(b":");
+        mac.update(stage.as_bytes());
+        mac.verify_truncated_left(&tag).is_ok()
+    }
+
     /// The callback URL for a task's step, signed so that only the agent
     /// the request went to can complete it.
     pub fn notify_url(&self, task_id: &str, stage: &str) -> String {
@@ -257,9 +277,10 @@ impl Engine {
             );
             return Ok(false);
         }
-        if let Some(k) = key
-            && k != self.sign(task_id, &current)
-        {
+        // Only the agent the step's request went to holds this key; compare
+        // in constant time so the key cannot be guessed byte by byte.
+        let valid = key.is_some_and(|k| self.verify(task_id, &current, k));
+        if !valid {
             return Err(TaskError("invalid callback signature".into()));
         }
         let mut q = Sql::new("UPDATE `tasks_tbl` SET `callback` = ");

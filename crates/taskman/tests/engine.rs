@@ -282,6 +282,12 @@ async fn callback_resumes_and_stale_callbacks_are_ignored() {
             .await
             .is_err()
     );
+    // No key (a user token would be all a tenant has): refused too.
+    assert!(
+        e.callback(&id, Some("remote"), None, json!({"x": 0}))
+            .await
+            .is_err()
+    );
     assert!(
         e.callback(&id, Some("remote"), Some(key), json!({"x": 1}))
             .await
@@ -324,10 +330,11 @@ async fn failure_undoes_in_reverse_and_calls_the_failure_hook() {
     // An agent error dispatches the failure path too.
     let id = e.submit(demo("d", json!({}))).await.unwrap();
     wait_for_status(&env.db, &id, "waiting").await;
+    let key = notify_key(&env.db, &id).await;
     e.callback(
         &id,
         None,
-        None,
+        Some(&key),
         json!({"__status__": "error", "__reason__": "disk full"}),
     )
     .await
@@ -485,6 +492,16 @@ async fn cancel_and_callback_timeout_resend() {
     }
     assert!(log.events().iter().filter(|x| *x == "i:run:remote").count() >= 2);
     wait_for_status(&env.db, &id, "waiting").await;
-    e.callback(&id, None, None, json!({"ok": 1})).await.unwrap();
+    let key = notify_key(&env.db, &id).await;
+    e.callback(&id, None, Some(&key), json!({"ok": 1}))
+        .await
+        .unwrap();
     assert_eq!(status(&e, &id).await.0, "complete");
+}
+
+/// The signed key of a waiting task's notify URL (what the agent was given).
+async fn notify_key(db: &cloudpods_db::Db, id: &str) -> String {
+    let row = crud::get(db.read(), &TASKS, id).await.unwrap().unwrap();
+    let url = row["state"]["notify"].as_str().unwrap().to_string();
+    url.split("key=").nth(1).unwrap().to_string()
 }

@@ -95,9 +95,8 @@ pub fn register(svc: Service, region: &Arc<Region>) -> Service {
         desc: &ARCHIVED_TASKS,
         region: region.clone(),
     }))
-    // Agent callbacks. Authenticated by the signature in the notify URL
-    // (agents need no account), or by a token for Cloudpods agents that
-    // post without one.
+    // Agent callbacks. Authenticated only by the signature in the notify
+    // URL, bound to the task and its current step (agents need no account).
     .route(Method::POST, "/tasks/{task_id}", false, move |req| {
         let r = r.clone();
         async move { callback(r, req).await }
@@ -107,11 +106,14 @@ pub fn register(svc: Service, region: &Arc<Region>) -> Service {
 async fn callback(region: Arc<Region>, mut req: ApiRequest) -> Result<axum::response::Response> {
     let task_id = req.param("task_id").to_string();
     let stage = get_str(&req.query, "stage");
-    let key = get_str(&req.query, "key");
-    if key.is_none() {
-        let ctx = req.ctx()?;
-        ctx.require("tasks", "perform", None)?;
-    }
+    // The signed key is the only credential a callback has: a user token
+    // (every tenant has one) never completes a step.
+    let Some(key) = get_str(&req.query, "key") else {
+        return Err(HttpError::unauthorized(
+            "agent callbacks must carry the signed key of their notify URL",
+        ));
+    };
+    let key = Some(key);
     let body = req.json().await?.unwrap_or(json!({}));
     // Cloudpods agents wrap nothing; accept `{"task": {...}}` too.
     let data = match body {
