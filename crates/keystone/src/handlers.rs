@@ -19,77 +19,68 @@ use crate::privilege;
 use crate::store::{self, s};
 
 pub fn register(svc: Service, ks: Arc<Keystone>) -> Service {
-    macro_rules! route {
-        ($svc:expr, $method:expr, $path:expr, $auth:expr, $f:ident) => {{
-            let ks = ks.clone();
-            $svc.route($method, $path, $auth, move |r| {
-                let ks = ks.clone();
-                async move { $f(ks, r).await }
-            })
-        }};
-    }
-    let svc = route!(svc, Method::GET, "/", false, versions);
-    let svc = route!(svc, Method::GET, "/v3", false, version);
-    let svc = route!(svc, Method::POST, "/v3/auth/tokens", false, issue_token);
-    let svc = route!(svc, Method::GET, "/v3/auth/tokens", true, validate_token);
-    let svc = route!(svc, Method::DELETE, "/v3/auth/tokens", true, revoke_token);
-    let svc = route!(
-        svc,
+    let svc = svc.route_with(Method::GET, "/", false, &ks, versions);
+    let svc = svc.route_with(Method::GET, "/v3", false, &ks, version);
+    let svc = svc.route_with(Method::POST, "/v3/auth/tokens", false, &ks, issue_token);
+    let svc = svc.route_with(Method::GET, "/v3/auth/tokens", true, &ks, validate_token);
+    let svc = svc.route_with(Method::DELETE, "/v3/auth/tokens", true, &ks, revoke_token);
+    let svc = svc.route_with(
         Method::GET,
         "/v3/auth/tokens/invalid",
         true,
-        invalid_tokens
+        &ks,
+        invalid_tokens,
     );
-    let svc = route!(svc, Method::GET, "/v3/auth/projects", true, auth_projects);
-    let svc = route!(svc, Method::GET, "/v3/auth/catalog", true, auth_catalog);
-    let svc = route!(
-        svc,
+    let svc = svc.route_with(Method::GET, "/v3/auth/projects", true, &ks, auth_projects);
+    let svc = svc.route_with(Method::GET, "/v3/auth/catalog", true, &ks, auth_catalog);
+    let svc = svc.route_with(
         Method::GET,
         "/v3/role_assignments",
         true,
-        role_assignments
+        &ks,
+        role_assignments,
     );
-    let svc = route!(
-        svc,
+    let svc = svc.route_with(
         Method::GET,
         "/v3/users/{user}/projects",
         true,
-        user_projects
+        &ks,
+        user_projects,
     );
-    let svc = route!(
-        svc,
+    let svc = svc.route_with(
         Method::GET,
         "/v3/users/{user}/groups",
         true,
-        user_groups
+        &ks,
+        user_groups,
     );
-    let svc = route!(
-        svc,
+    let svc = svc.route_with(
         Method::GET,
         "/v3/groups/{group}/users",
         true,
-        group_users
+        &ks,
+        group_users,
     );
-    let svc = route!(
-        svc,
+    let svc = svc.route_with(
         Method::PUT,
         "/v3/groups/{group}/users/{user}",
         true,
-        group_add_user
+        &ks,
+        group_add_user,
     );
-    let svc = route!(
-        svc,
+    let svc = svc.route_with(
         Method::DELETE,
         "/v3/groups/{group}/users/{user}",
         true,
-        group_remove_user
+        &ks,
+        group_remove_user,
     );
-    let svc = route!(
-        svc,
+    let svc = svc.route_with(
         Method::GET,
         "/v3/groups/{group}/users/{user}",
         true,
-        group_check_user
+        &ks,
+        group_check_user,
     );
     // The four assignment route families differ only in their literal
     // segments; each registration tags its requests with the kinds.

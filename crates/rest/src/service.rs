@@ -211,6 +211,25 @@ impl Service {
         self
     }
 
+    /// [`Service::route`] with a shared state handed to every call (the
+    /// service's own `Arc`), so handlers are plain `async fn(state, req)`.
+    pub fn route_with<S, F, Fut>(
+        self,
+        method: Method,
+        pattern: &str,
+        auth: bool,
+        state: &S,
+        f: F,
+    ) -> Service
+    where
+        S: Clone + Send + Sync + 'static,
+        F: Fn(S, ApiRequest) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<Response>> + Send + 'static,
+    {
+        let state = state.clone();
+        self.route(method, pattern, auth, move |r| f(state.clone(), r))
+    }
+
     pub fn models(&self) -> impl Iterator<Item = &Arc<dyn Model>> {
         self.models.values()
     }

@@ -158,13 +158,6 @@ async fn completed(s: Arc<SchedulerService>, req: ApiRequest) -> Result<Response
     Ok(ok_json(json!({})))
 }
 
-macro_rules! route {
-    ($svc:expr, $m:expr, $path:expr, $s:expr, $f:ident) => {{
-        let s = $s.clone();
-        $svc.route($m, $path, true, move |r| $f(s.clone(), r))
-    }};
-}
-
 /// The scheduler service (catalog type `scheduler`, no URL prefix).
 pub fn service(
     sched: Arc<SchedulerService>,
@@ -172,83 +165,83 @@ pub fn service(
     tenants: Arc<TenantCache>,
 ) -> Service {
     let svc = Service::new("scheduler", "compute", "", verifier, tenants);
-    let svc = route!(svc, Method::POST, "/scheduler", sched, schedule);
-    let svc = route!(svc, Method::POST, "/scheduler/forecast", sched, forecast);
-    let svc = route!(
-        svc,
+    let svc = svc.route_with(Method::POST, "/scheduler", true, &sched, schedule);
+    let svc = svc.route_with(Method::POST, "/scheduler/forecast", true, &sched, forecast);
+    let svc = svc.route_with(
         Method::GET,
         "/scheduler/candidate-list",
-        sched,
-        candidate_list
+        true,
+        &sched,
+        candidate_list,
     );
-    let svc = route!(
-        svc,
+    let svc = svc.route_with(
         Method::POST,
         "/scheduler/candidate-list",
-        sched,
-        candidate_list
+        true,
+        &sched,
+        candidate_list,
     );
-    let svc = route!(
-        svc,
+    let svc = svc.route_with(
         Method::GET,
         "/scheduler/candidate-detail/{id}",
-        sched,
-        candidate_detail
+        true,
+        &sched,
+        candidate_detail,
     );
-    let svc = route!(
-        svc,
+    let svc = svc.route_with(
         Method::POST,
         "/scheduler/candidate-detail/{id}",
-        sched,
-        candidate_detail
+        true,
+        &sched,
+        candidate_detail,
     );
-    let svc = route!(
-        svc,
+    let svc = svc.route_with(
         Method::GET,
         "/scheduler/history-list",
-        sched,
-        history_list
+        true,
+        &sched,
+        history_list,
     );
-    let svc = route!(
-        svc,
+    let svc = svc.route_with(
         Method::POST,
         "/scheduler/history-list",
-        sched,
-        history_list
+        true,
+        &sched,
+        history_list,
     );
-    let svc = route!(
-        svc,
+    let svc = svc.route_with(
         Method::GET,
         "/scheduler/history-detail/{session}",
-        sched,
-        history_detail
+        true,
+        &sched,
+        history_detail,
     );
-    let svc = route!(
-        svc,
+    let svc = svc.route_with(
         Method::POST,
         "/scheduler/history-detail/{session}",
-        sched,
-        history_detail
+        true,
+        &sched,
+        history_detail,
     );
-    let svc = route!(
-        svc,
+    let svc = svc.route_with(
         Method::POST,
         "/scheduler/clean-cache",
-        sched,
-        clean_cache
+        true,
+        &sched,
+        clean_cache,
     );
-    let svc = route!(
-        svc,
+    let svc = svc.route_with(
         Method::POST,
         "/scheduler/clean-cache/{host_id}",
-        sched,
-        clean_cache
+        true,
+        &sched,
+        clean_cache,
     );
-    route!(
-        svc,
+    svc.route_with(
         Method::POST,
         "/scheduler/completed/{session}",
-        sched,
-        completed
+        true,
+        &sched,
+        completed,
     )
 }

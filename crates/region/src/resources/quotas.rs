@@ -51,25 +51,40 @@ const KEY_FIELDS: &[&str] = &[
 ];
 
 pub fn register(svc: Service, region: &Arc<Region>) -> Service {
-    macro_rules! route {
-        ($svc:expr, $method:expr, $path:expr, $f:expr) => {{
-            let r = region.clone();
-            $svc.route($method, $path, true, move |req| {
-                let r = r.clone();
-                async move { $f(r, req).await }
-            })
-        }};
-    }
-    let svc = route!(svc, Method::GET, "/quotas", get_own);
-    let svc = route!(svc, Method::POST, "/quotas", set_own);
-    let svc = route!(svc, Method::GET, "/quotas/projects", list_projects);
-    let svc = route!(svc, Method::GET, "/quotas/projects/{id}", get_project);
-    let svc = route!(svc, Method::POST, "/quotas/projects/{id}", set_project);
-    let svc = route!(svc, Method::GET, "/quotas/domains", list_domains);
-    let svc = route!(svc, Method::GET, "/quotas/domains/{id}", get_domain);
-    let svc = route!(svc, Method::POST, "/quotas/domains/{id}", set_domain);
-    let svc = route!(svc, Method::GET, "/usages", usages);
-    route!(svc, Method::GET, "/capabilities", capabilities)
+    let svc = svc.route_with(Method::GET, "/quotas", true, region, get_own);
+    let svc = svc.route_with(Method::POST, "/quotas", true, region, set_own);
+    let svc = svc.route_with(Method::GET, "/quotas/projects", true, region, list_projects);
+    let svc = svc.route_with(
+        Method::GET,
+        "/quotas/projects/{id}",
+        true,
+        region,
+        get_project,
+    );
+    let svc = svc.route_with(
+        Method::POST,
+        "/quotas/projects/{id}",
+        true,
+        region,
+        set_project,
+    );
+    let svc = svc.route_with(Method::GET, "/quotas/domains", true, region, list_domains);
+    let svc = svc.route_with(
+        Method::GET,
+        "/quotas/domains/{id}",
+        true,
+        region,
+        get_domain,
+    );
+    let svc = svc.route_with(
+        Method::POST,
+        "/quotas/domains/{id}",
+        true,
+        region,
+        set_domain,
+    );
+    let svc = svc.route_with(Method::GET, "/usages", true, region, usages);
+    svc.route_with(Method::GET, "/capabilities", true, region, capabilities)
 }
 
 // ---------------------------------------------------------------------------
