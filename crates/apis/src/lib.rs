@@ -1,8 +1,10 @@
 //! Wire types shared by the server, the SDK and `climc`.
 //!
 //! Everything here is plain data plus the parsing rules of the Cloudpods wire
-//! format (query strings, filters, lenient field names). No I/O.
+//! format (query strings, filters, lenient field names), and the signature
+//! on region → agent requests. No I/O.
 
+pub mod agent_auth;
 pub mod compute;
 pub mod error;
 pub mod filter;

@@ -159,6 +159,9 @@ pub static HOSTS: LazyLock<ModelDesc> = LazyLock::new(|| {
         .col(Column::str("access_ip", 16).update().list())
         .col(Column::str("access_mac", 32).update().list())
         .col(Column::str("manager_uri", 256).update())
+        // The key the region signs agent requests with (registered by the
+        // agent; docs/AGENT_PROTOCOL.md "Authentication"). Never answered.
+        .col(Column::str("agent_secret", 128).update().admin().secret())
         .col(Column::int("cpu_count").update())
         .col(Column::int("node_count").default(1).update())
         .col(Column::str("cpu_desc", 128).update())

@@ -26,6 +26,10 @@ struct Agent {
     calls: Arc<Mutex<Vec<(String, String, String)>>>,
     /// snapshot → disk.
     snapshots: Arc<Mutex<HashMap<String, String>>>,
+    /// Report snapshot locations outside the storage.
+    bad_location: Arc<std::sync::atomic::AtomicBool>,
+    /// Requests whose signature did not verify with the host's secret.
+    unsigned: Arc<std::sync::atomic::AtomicUsize>,
     /// disk → size.
     disks: Arc<Mutex<HashMap<String, i64>>>,
 }
@@ -37,12 +41,44 @@ fn query_param(url: &str, key: &str) -> Option<String> {
         .find_map(|kv| kv.strip_prefix(&format!("{key}=")).map(str::to_string))
 }
 
+const SECRET: &str = "5f0c1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7";
+
 async fn disk_action(
     State(a): State<Agent>,
     Path((_storage, action, disk)): Path<(String, String, String)>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
-    Json(body): Json<Value>,
+    raw: axum::body::Bytes,
 ) -> Json<Value> {
+    use cloudpods_apis::agent_auth;
+    let h = |k: &str| {
+        headers
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let signed = agent_auth::Signed {
+        method: "POST",
+        path_and_query: uri.path_and_query().map(|p| p.as_str()).unwrap_or_default(),
+        timestamp: h(agent_auth::TIMESTAMP_HEADER).parse().unwrap_or(0),
+        task_id: &h("x-task-id"),
+        notify_url: &h("x-task-notify-url"),
+        body: &raw,
+    };
+    let key = agent_auth::parse_secret(SECRET).expect("secret");
+    if agent_auth::verify(
+        &key,
+        &signed,
+        &h(agent_auth::SIGNATURE_HEADER),
+        agent_auth::now(),
+    )
+    .is_err()
+        || headers.contains_key("x-auth-token")
+    {
+        a.unsigned.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+    let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
     let snap = body["snapshot_id"].as_str().unwrap_or_default().to_string();
     a.calls
         .lock()
@@ -54,7 +90,11 @@ async fn disk_action(
                 .lock()
                 .unwrap()
                 .insert(snap.clone(), disk.clone());
-            json!({"location": format!("/agent/{snap}")})
+            if a.bad_location.load(std::sync::atomic::Ordering::SeqCst) {
+                json!({"location": format!("/etc/{snap}")})
+            } else {
+                json!({"location": format!("/agent/{snap}")})
+            }
         }
         "delete-snapshot" => {
             a.snapshots.lock().unwrap().remove(&snap);
@@ -155,7 +195,7 @@ async fn fixture() -> Fixture {
         &db,
         &HOSTS,
         json!({"id": "h1", "name": "h1", "manager_uri": format!("http://{addr}"),
-               "host_status": "online", "status": "running"}),
+               "host_status": "online", "status": "running", "agent_secret": SECRET}),
     )
     .await;
     insert(
@@ -167,7 +207,7 @@ async fn fixture() -> Fixture {
     insert(
         &db,
         &HOSTSTORAGES,
-        json!({"host_id": "h1", "storage_id": "st1"}),
+        json!({"host_id": "h1", "storage_id": "st1", "mount_point": "/agent"}),
     )
     .await;
     Fixture {
@@ -425,4 +465,43 @@ async fn the_default_secgroup_is_made_once() {
         .await
         .expect("default");
     assert_ne!(other, a);
+}
+
+/// Every request to the agent is signed with the host's secret and carries
+/// no token; a snapshot location outside the storage's mount point fails
+/// the task and is not stored.
+#[tokio::test]
+async fn agent_requests_are_signed_and_answers_checked() {
+    let f = fixture().await;
+    let d = f.disk().await;
+    let s = f.snapshot(&d, "creating").await;
+    let t = f.run("SnapshotCreateTask", "snapshot", &s, json!({})).await;
+    assert_eq!(t["status"], "complete", "{t:?}");
+    f.agent
+        .bad_location
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let s2 = f.snapshot(&d, "creating").await;
+    let t = f
+        .run("SnapshotCreateTask", "snapshot", &s2, json!({}))
+        .await;
+    assert_eq!(t["status"], "failed", "{t:?}");
+    let snap = f.get(&SNAPSHOTS, &s2).await;
+    assert_eq!(st(&snap), "create_failed", "{snap:?}");
+    assert!(
+        snap["fail_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("outside the mount points"),
+        "{snap:?}"
+    );
+    assert!(
+        snap["location"].as_str().unwrap_or_default().is_empty(),
+        "{snap:?}"
+    );
+    assert!(f.calls("snapshot") >= 2);
+    assert_eq!(
+        f.agent.unsigned.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "requests without a valid signature"
+    );
 }

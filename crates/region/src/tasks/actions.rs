@@ -36,6 +36,7 @@ use serde_json::{Map, Value, json};
 use super::guest::{child_owner, mark_ready, mark_running};
 use super::{agent_of, agent_timeout, guest_row, host_row, region, set_status, value_str};
 use crate::Region;
+use crate::agent::Agent;
 use crate::desc::{DescOverrides, guest_desc, guest_desc_with};
 use crate::models::*;
 use crate::resources::servers::{check_password, find_visible, mem_mb, task_owner};
@@ -1901,11 +1902,8 @@ async fn migrate(region: &Arc<Region>, ctx: &Ctx, obj: &Row, input: &Object) -> 
 pub struct Migrate(pub Weak<Region>);
 
 impl Migrate {
-    async fn dst_agent(r: &Region, t: &TaskCtx) -> Result<String, TaskError> {
-        Ok(s(
-            &host_row(r, &t.param_str("dst_host_id")).await?,
-            "manager_uri",
-        ))
+    async fn dst_agent(r: &Region, t: &TaskCtx) -> Result<Agent, TaskError> {
+        Ok(Agent::of(&host_row(r, &t.param_str("dst_host_id")).await?))
     }
 }
 
@@ -1943,7 +1941,7 @@ impl TaskDef for Migrate {
                     let body = json!({"disk": {
                         "disk_id": did, "size": d["size"], "format": d["format"],
                         "image_id": d["template_id"], "disk_type": d["disk_type"],
-                        "migrate_from": {"host_id": src, "manager_uri": src_uri,
+                        "migrate_from": {"host_id": src, "manager_uri": src_uri, "disk_id": did,
                                          "storage_id": d["src_storage_id"], "disk_path": d["src_path"]},
                     }});
                     t.spawn(agent_request(
@@ -2063,15 +2061,23 @@ impl TaskDef for Migrate {
                         f.obj_id, f.reason
                     )));
                 }
+                let r = region(&self.0)?;
                 let mut paths = Map::new();
                 for res in &results {
                     let path = res
                         .state
                         .get("result")
                         .and_then(|v| v.get("disk_path"))
-                        .cloned()
-                        .unwrap_or(Value::Null);
-                    paths.insert(res.obj_id.clone(), path);
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string();
+                    let storage = arr(&t.params["disks"])
+                        .into_iter()
+                        .find(|d| value_str(d, "disk_id") == res.obj_id)
+                        .map(|d| value_str(&d, "dst_storage_id"))
+                        .unwrap_or_default();
+                    super::check_storage_path(&r, &storage, &path, "disk path").await?;
+                    paths.insert(res.obj_id.clone(), json!(path));
                 }
                 t.state.insert("paths".into(), Value::Object(paths));
                 Ok(Step::Done)
@@ -2182,6 +2188,44 @@ fn agent_request(
     )
 }
 
+/// A disk created as a copy of another host's disk (`migrate_from`) gets a
+/// grant to read it there: `GET /disks/{storage}/export/{disk}` signed with
+/// the source host's key, made when the request is sent (never stored in
+/// the task) and valid for five minutes. The target presents it as the
+/// `X-Cloudpods-Timestamp`/`X-Cloudpods-Signature` of that one request;
+/// it learns no key and can read nothing else.
+async fn add_copy_grant(r: &Region, body: &mut Value) -> Result<(), TaskError> {
+    let Some(from) = body
+        .get_mut("disk")
+        .and_then(|d| d.get_mut("migrate_from"))
+        .and_then(Value::as_object_mut)
+    else {
+        return Ok(());
+    };
+    let src = host_row(
+        r,
+        from.get("host_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
+    )
+    .await?;
+    let disk = body_str(from, "disk_id");
+    let storage = body_str(from, "storage_id");
+    let path = format!("/disks/{storage}/export/{disk}");
+    let mut grant = Agent::of(&src).grant(&path)?;
+    grant["path"] = json!(path);
+    from.insert("manager_uri".into(), json!(s(&src, "manager_uri")));
+    from.insert("auth".into(), grant);
+    Ok(())
+}
+
+fn body_str(o: &Map<String, Value>, k: &str) -> String {
+    o.get(k)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// One request to a host agent, answered by callback; the answer is kept
 /// in the task's state for the parent. Lets a step wait for several agent
 /// answers at once (one subtask each).
@@ -2198,9 +2242,10 @@ impl TaskDef for AgentRequest {
     async fn run_step(&self, t: &mut TaskCtx, _step: &str) -> StepResult {
         let r = region(&self.0)?;
         let host = host_row(&r, &t.param_str("host_id")).await?;
-        let body = t.params["body"].clone();
+        let mut body = t.params["body"].clone();
+        add_copy_grant(&r, &mut body).await?;
         r.agents
-            .send(&s(&host, "manager_uri"), &t.param_str("path"), body, t)
+            .send(&Agent::of(&host), &t.param_str("path"), body, t)
             .await?;
         Ok(Step::WaitCallback {
             timeout: agent_timeout(&r),
@@ -2217,10 +2262,7 @@ impl TaskDef for AgentRequest {
         }
         let r = region(&self.0)?;
         if let Ok(host) = host_row(&r, &t.param_str("host_id")).await
-            && let Err(e) = r
-                .agents
-                .call(&s(&host, "manager_uri"), &undo, json!({}))
-                .await
+            && let Err(e) = r.agents.call(&Agent::of(&host), &undo, json!({})).await
         {
             tracing::warn!(task = %t.id, error = %e, "agent could not undo the request");
         }
@@ -2534,10 +2576,7 @@ pub async fn vnc(region: &Arc<Region>, obj: &Row) -> Result<Value> {
         .ok_or_else(|| HttpError::invalid_status("the server has no host"))?;
     let answer = region
         .agents
-        .get(
-            &s(&host, "manager_uri"),
-            &format!("/servers/{}/vnc", s(obj, "id")),
-        )
+        .get(&Agent::of(&host), &format!("/servers/{}/vnc", s(obj, "id")))
         .await
         .map_err(|e| HttpError::bad_gateway(e.0))?;
     let mut out = json!({

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::{agent_timeout, region, set_status, value_str};
 use crate::Region;
+use crate::agent::Agent;
 use crate::models::*;
 use crate::store::{self, i, s};
 
@@ -33,7 +34,7 @@ pub async fn storage_agent(
     r: &Region,
     storage_id: &str,
     prefer_host: &str,
-) -> Result<String, TaskError> {
+) -> Result<Agent, TaskError> {
     let joints = store::rows_in(
         &r.db,
         &HOSTSTORAGES,
@@ -45,9 +46,9 @@ pub async fn storage_agent(
     host_ids.sort_by_key(|h| h != prefer_host);
     for h in host_ids {
         if let Some(host) = crud::get(r.db.read(), &HOSTS, &h).await? {
-            let uri = s(&host, "manager_uri");
-            if !uri.is_empty() {
-                return Ok(uri);
+            let agent = Agent::of(&host);
+            if !agent.is_empty() {
+                return Ok(agent);
             }
         }
     }
@@ -101,6 +102,8 @@ impl TaskDef for Create {
             .or_else(|| data.get("access_path"))
             .and_then(Value::as_str)
             .unwrap_or_default();
+        let d = disk_row(&r, &t.obj_id).await?;
+        super::check_storage_path(&r, &s(&d, "storage_id"), path, "disk path").await?;
         ch.insert("access_path".into(), json!(path));
         if let Some(sz) = data
             .get("disk_size")

@@ -920,7 +920,7 @@ impl TaskDef for Syncstatus {
         let answer = r
             .agents
             .get(
-                &s(&host, "manager_uri"),
+                &crate::agent::Agent::of(&host),
                 &format!("/servers/{}/status", t.obj_id),
             )
             .await?;

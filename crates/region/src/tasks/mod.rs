@@ -14,6 +14,7 @@ use cloudpods_taskman::TaskError;
 use serde_json::Value;
 
 use crate::Region;
+use crate::agent::Agent;
 use crate::models::*;
 use crate::store::s;
 
@@ -66,10 +67,53 @@ pub async fn host_row(r: &Region, id: &str) -> Result<Row, TaskError> {
         .ok_or_else(|| TaskError(format!("host {id} not found")))
 }
 
-/// The agent address of a guest's host.
-pub async fn agent_of(r: &Region, guest: &Row) -> Result<String, TaskError> {
+/// The agent of a guest's host (address and signing key).
+pub async fn agent_of(r: &Region, guest: &Row) -> Result<Agent, TaskError> {
     let host = host_row(r, &s(guest, "host_id")).await?;
-    Ok(s(&host, "manager_uri"))
+    Ok(Agent::of(&host))
+}
+
+/// Check a file path an agent reported (a disk's `disk_path`, a snapshot's
+/// `location`): absolute, without `.`/`..` components, and inside the
+/// mount point a host registered for `storage_id` (hoststorages). The
+/// region stores it and later hands it to agents as a guest's drive, so an
+/// agent must not be able to point it anywhere else.
+pub async fn check_storage_path(
+    r: &Region,
+    storage_id: &str,
+    path: &str,
+    what: &str,
+) -> Result<(), TaskError> {
+    use std::path::{Component, Path};
+    let p = Path::new(path);
+    let lexical_ok = p.is_absolute()
+        && p.components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+        && !path.contains('\0');
+    if !lexical_ok {
+        return Err(TaskError(format!(
+            "the agent reported {what} {path:?}, which is not a plain absolute path"
+        )));
+    }
+    let joints = crate::store::rows_in(
+        &r.db,
+        &HOSTSTORAGES,
+        "storage_id",
+        &[storage_id.to_string()],
+    )
+    .await?;
+    let inside = joints.iter().any(|j| {
+        let m = s(j, "mount_point");
+        let m = Path::new(&m);
+        m.is_absolute() && p != m && p.starts_with(m)
+    });
+    if inside {
+        Ok(())
+    } else {
+        Err(TaskError(format!(
+            "the agent reported {what} {path:?}, which is outside the mount points registered for storage {storage_id}"
+        )))
+    }
 }
 
 pub async fn set_status(

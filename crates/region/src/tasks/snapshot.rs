@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use super::disk::storage_agent;
 use super::{agent_timeout, region, set_status};
 use crate::Region;
+use crate::agent::Agent;
 use crate::models::*;
 use crate::store::{self, i, s};
 
@@ -51,7 +52,7 @@ async fn row_of(
 
 /// The agent serving a disk: the host of the server it is attached to when
 /// that host has the storage, else any host with the storage.
-async fn disk_agent(r: &Region, disk: &Row) -> Result<String, TaskError> {
+async fn disk_agent(r: &Region, disk: &Row) -> Result<Agent, TaskError> {
     let joints = store::rows_in(&r.db, &GUESTDISKS, "disk_id", &[s(disk, "id")]).await?;
     let mut prefer = String::new();
     if let Some(j) = joints.first()
@@ -104,6 +105,9 @@ impl TaskDef for SnapshotCreate {
         let mut ch = Row::new();
         ch.insert("status".into(), json!("ready"));
         if let Some(loc) = data.get("location").and_then(Value::as_str) {
+            let snap = row_of(&r, &SNAPSHOTS, &t.obj_id).await?;
+            super::check_storage_path(&r, &s(&snap, "storage_id"), loc, "snapshot location")
+                .await?;
             ch.insert("location".into(), json!(loc));
         }
         crud::update(r.db.write(), &SNAPSHOTS, &t.obj_id, &ch).await?;
