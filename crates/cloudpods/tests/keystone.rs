@@ -1,5 +1,5 @@
-//! Keystone end to end, through the real binary, on SQLite and (with
-//! `CLOUDPODS_TEST_MYSQL`) MariaDB.
+//! Keystone end to end, through the real binary, on SQLite and MariaDB
+//! (`CLOUDPODS_TEST_MYSQL`; a missing server fails the tests).
 
 mod common;
 

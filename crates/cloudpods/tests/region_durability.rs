@@ -200,13 +200,7 @@ async fn kill_9_during_fifty_creates_then_restart() {
 
 #[tokio::test]
 async fn two_regions_on_one_mariadb_run_each_task_once() {
-    let Some(Backend::Mysql(url)) = backends()
-        .into_iter()
-        .find(|b| matches!(b, Backend::Mysql(_)))
-    else {
-        eprintln!("CLOUDPODS_TEST_MYSQL is not set; this test needs MariaDB");
-        return;
-    };
+    let url = cloudpods_testkit::mysql_url();
     let a = Platform::start_with(Opts {
         backend: Some(Backend::Mysql(url)),
         ..Default::default()

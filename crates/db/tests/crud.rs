@@ -1,5 +1,5 @@
-//! The generic row operations against real SQLite and (when
-//! `CLOUDPODS_TEST_MYSQL` is set) real MariaDB/MySQL.
+//! The generic row operations against real SQLite and real MariaDB
+//! (`CLOUDPODS_TEST_MYSQL`; a missing server fails the tests).
 
 use cloudpods_db::crud::{self, ListSpec, Order};
 use cloudpods_db::migrate::{Migration, sync_schema};
@@ -23,7 +23,8 @@ async fn backends() -> Vec<(Db, Option<String>, tempfile::TempDir)> {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
     out.push((Db::connect(&url).await.expect("sqlite"), None, dir));
-    if let Ok(base) = std::env::var("CLOUDPODS_TEST_MYSQL") {
+    {
+        let base = cloudpods_testkit::mysql_url();
         let name = format!("cptest_db_{}", uuid_like());
         let url = format!("{}/{}", base.trim_end_matches('/'), name);
         let dir = tempfile::tempdir().expect("tempdir");

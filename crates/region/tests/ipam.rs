@@ -1,5 +1,5 @@
-//! IPAM against a real database (SQLite, and MariaDB when
-//! `CLOUDPODS_TEST_MYSQL` names a server): concurrent allocations from two
+//! IPAM against real databases (SQLite and MariaDB, `CLOUDPODS_TEST_MYSQL`;
+//! a missing server fails the tests): concurrent allocations from two
 //! database handles (two region processes) never share an address, also
 //! with reservations racing them; released addresses wait before reuse;
 //! the three policies; requested addresses; a full network; a lease left by
@@ -31,9 +31,8 @@ impl TestDb {
             _dir: Some(dir),
             mysql: None,
         });
-        if let Ok(base) = std::env::var("CLOUDPODS_TEST_MYSQL")
-            && !base.is_empty()
         {
+            let base = cloudpods_testkit::mysql_url();
             let name = format!(
                 "ipamtest_{}_{:x}",
                 std::process::id(),

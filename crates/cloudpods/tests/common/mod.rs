@@ -1,6 +1,6 @@
 //! Test harness: start the real `cloudpods` binary on random loopback ports
-//! with a temporary data dir (and, with `CLOUDPODS_TEST_MYSQL`, a fresh
-//! MariaDB database), and stop it — killing it and removing what it made —
+//! with a temporary data dir (or a fresh database on the MariaDB server of
+//! `CLOUDPODS_TEST_MYSQL`), and stop it — killing it and removing what it made —
 //! when the handle drops, also when the test fails.
 
 #![allow(dead_code)]
@@ -33,16 +33,15 @@ pub enum Backend {
     Mysql(String),
 }
 
-/// SQLite always; MariaDB too when `CLOUDPODS_TEST_MYSQL` names a server
-/// (`mysql://root@127.0.0.1:3306`).
+/// SQLite and MariaDB (`CLOUDPODS_TEST_MYSQL`, default
+/// `mysql://root@127.0.0.1:3306`); a missing MariaDB fails the test.
 pub fn backends() -> Vec<Backend> {
-    let mut v = vec![Backend::Sqlite];
-    if let Ok(url) = std::env::var("CLOUDPODS_TEST_MYSQL")
-        && !url.is_empty()
-    {
-        v.push(Backend::Mysql(url));
-    }
-    v
+    vec![Backend::Sqlite, mysql()]
+}
+
+/// MariaDB alone (tests of what only a shared server database shows).
+pub fn mysql() -> Backend {
+    Backend::Mysql(cloudpods_testkit::mysql_url())
 }
 
 pub struct Platform {
