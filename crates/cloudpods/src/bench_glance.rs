@@ -50,6 +50,20 @@ pub struct GlanceArgs {
     pub json: Option<PathBuf>,
 }
 
+/// This process's peak resident set (`VmHWM`) in MB (0 where unreadable).
+fn vm_hwm_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
 fn mbps(bytes: u64, secs: f64) -> f64 {
     bytes as f64 / (1 << 20) as f64 / secs.max(1e-9)
 }
@@ -116,6 +130,9 @@ pub async fn glance(args: GlanceArgs) -> anyhow::Result<()> {
     let client = cloudpods_sdk::Client::new(sdk_cfg).await?;
     let token = client.token().id().to_string();
     let images = cloudpods_sdk::image::Images::new(client);
+    // The server runs in this process: its peak resident memory after the
+    // logins, and after every transfer (the streaming target: flat).
+    let hwm_start = vm_hwm_mb();
     let climc = std::env::current_exe()?.with_file_name("climc");
     anyhow::ensure!(
         climc.exists(),
@@ -197,6 +214,7 @@ pub async fn glance(args: GlanceArgs) -> anyhow::Result<()> {
         images.delete(&id, &Map::new()).await?;
         let _ = std::fs::remove_file(&dst);
     }
+    let hwm_end = vm_hwm_mb();
     started.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 
@@ -209,6 +227,8 @@ pub async fn glance(args: GlanceArgs) -> anyhow::Result<()> {
         "download_mb_s": mbps(size, down),
         "upload_vs_cp_sync": cp_sync / up,
         "download_vs_cp": cp / down,
+        "server_peak_rss_mb_before": hwm_start,
+        "server_peak_rss_mb_after": hwm_end,
     });
     println!(
         "glance bench ({} MiB of random data, best of {})",
