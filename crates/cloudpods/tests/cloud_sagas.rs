@@ -381,6 +381,18 @@ async fn every_cloud_step_run_twice_ends_like_once() {
     }
 }
 
+#[tokio::test]
+async fn cloud_saga_step_lists_are_the_definitions() {
+    let lab = saga::lab(0).await;
+    for (name, steps) in CLOUD {
+        assert_eq!(
+            lab.region.engine.task_steps(name),
+            Some(*steps),
+            "the saga test of {name} drives other steps than its definition has"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failure_at_every_cloud_step_leaves_the_failure_status() {
     let c = cloud_lab().await;

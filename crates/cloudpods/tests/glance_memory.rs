@@ -78,8 +78,5 @@ async fn two_gib_sparse_image_streams_in_flat_memory() {
 
     let peak = vm_hwm_kb(p.pid());
     eprintln!("server VmHWM: {before} kB at start, {peak} kB after 2 GiB up and down");
-//! A 2 GiB sparse image through climc, up and down: the bytes stream
-//! through (the downloaded copy matches the checksum). The server's peak
-//! resident memory is printed here for a look; the figure that counts is
-//! measured by `cloudpods bench glance` (docs/PERFORMANCE.md), not asserted.    let _ = (admin, g);
+    let _ = (admin, g);
 }

@@ -166,6 +166,11 @@ impl Engine {
         v
     }
 
+    /// The steps of a registered task type, in order.
+    pub fn task_steps(&self, name: &str) -> Option<&'static [&'static str]> {
+        self.def(name).map(|d| d.steps())
+    }
+
     pub fn set_hooks(&self, hooks: TestHooks) {
         if let Ok(mut h) = self.hooks.write() {
             *h = hooks;
