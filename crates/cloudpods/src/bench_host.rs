@@ -74,8 +74,14 @@ pub async fn host(args: HostBenchArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let agent = format!("http://{}", listener.local_addr()?);
     let d: Arc<dyn Driver> = driver.clone();
-    let server =
-        tokio::spawn(async move { axum::serve(listener, cloudpods_host::agent::router(d)).await });
+    let secret = cloudpods_apis::agent_auth::generate_secret();
+    let agent_cfg =
+        cloudpods_host::agent::AgentConfig::new(&secret, "http://127.0.0.1:9", driver.roots())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    agent_cfg.set_storages(vec!["local".into()]);
+    let server = tokio::spawn(async move {
+        axum::serve(listener, cloudpods_host::agent::router(d, agent_cfg)).await
+    });
     let http = reqwest::Client::new();
 
     println!(
@@ -95,7 +101,16 @@ pub async fn host(args: HostBenchArgs) -> anyhow::Result<()> {
             &args.marker,
         )
         .await?;
-        let (ou, o) = agent_boot(&http, &agent, &driver, i, args.mem_mb, &args.marker).await?;
+        let (ou, o) = agent_boot(
+            &http,
+            &agent,
+            &secret,
+            &driver,
+            i,
+            args.mem_mb,
+            &args.marker,
+        )
+        .await?;
         println!(
             "  boot {}: agent API → QEMU up {:>4} ms, → marker {:>6} ms | hand-written qemu → up {:>4} ms, → marker {:>6} ms",
             i + 1,
@@ -255,9 +270,28 @@ async fn bare_boot(
     Ok((launched, elapsed))
 }
 
+/// A POST signed as the region signs it.
+fn post(
+    http: &reqwest::Client,
+    secret: &str,
+    url: &str,
+    body: &serde_json::Value,
+) -> anyhow::Result<reqwest::RequestBuilder> {
+    cloudpods_host::agent::signed_request(
+        http,
+        secret,
+        reqwest::Method::POST,
+        url,
+        Some(body),
+        None,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
 async fn agent_boot(
     http: &reqwest::Client,
     agent: &str,
+    secret: &str,
     driver: &QemuDriver,
     i: usize,
     mem_mb: i64,
@@ -280,9 +314,7 @@ async fn agent_boot(
         ),
         (format!("/servers/{id}/start"), json!({"desc": desc})),
     ] {
-        let r = http
-            .post(format!("{agent}{path}"))
-            .json(&body)
+        let r = post(http, secret, &format!("{agent}{path}"), &body)?
             .send()
             .await?;
         let status = r.status();
@@ -291,16 +323,14 @@ async fn agent_boot(
     let launched = t.elapsed();
     let r = wait_marker(&driver.paths(&id).serial(), marker).await;
     let elapsed = t.elapsed();
-    let _ = http
-        .post(format!("{agent}/servers/{id}/delete"))
-        .json(&json!({}))
-        .send()
-        .await;
-    let _ = http
-        .post(format!("{agent}/disks/local/delete/{disk}"))
-        .json(&json!({}))
-        .send()
-        .await;
+    for path in [
+        format!("/servers/{id}/delete"),
+        format!("/disks/local/delete/{disk}"),
+    ] {
+        if let Ok(req) = post(http, secret, &format!("{agent}{path}"), &json!({})) {
+            let _ = req.send().await;
+        }
+    }
     r?;
     Ok((launched, elapsed))
 }

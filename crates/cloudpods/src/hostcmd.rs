@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cloudpods_host::Driver;
+use cloudpods_host::agent::{AgentConfig, load_or_create_secret};
 use cloudpods_host::imagecache::{GlanceSource, ImageCache, ImageSource, UrlSource};
 use cloudpods_host::launch::Accel;
 use cloudpods_host::qemu::{QemuDriver, QemuOptions};
 use cloudpods_host::register::{HostSpec, register, spawn_heartbeat};
 use cloudpods_host::sim::{SimDriver, SimOptions};
+use cloudpods_host::validate::Roots;
 
 use crate::config::Config;
 
@@ -163,6 +165,7 @@ pub async fn start(
                 delay: Duration::from_millis(args.sim_delay_ms),
                 fail: args.sim_fail.clone(),
                 state_file: args.sim_state.clone(),
+                storage_dir: storage_path.clone(),
             });
             (
                 Arc::new(d),
@@ -224,7 +227,24 @@ pub async fn start(
     let port = listener.local_addr()?.port();
     let host_ip = cfg.catalog_host();
     let manager_uri = format!("http://{host_ip}:{port}");
-    let router = cloudpods_host::agent::router(driver.clone());
+    // The secret the region signs requests with, made on first start and
+    // kept (0600) across restarts; callbacks only to the region this agent
+    // registers with.
+    let agent_secret = load_or_create_secret(&cfg.data_dir.join("agent.secret"))
+        .map_err(|e| anyhow::anyhow!("the agent secret: {e}"))?;
+    let region_url = client
+        .endpoint("compute_v2")
+        .map_err(|e| anyhow::anyhow!("the region is not in the catalog: {e}"))?;
+    let agent_cfg = AgentConfig::new(
+        &agent_secret,
+        &region_url,
+        Roots {
+            storage: vec![storage_path.clone()],
+            image_cache: Some(cfg.data_dir.join("image_cache")),
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let router = cloudpods_host::agent::router(driver.clone(), agent_cfg.clone());
     let server = tokio::spawn(async move { axum::serve(listener, router).await });
 
     let name = args.name.clone().unwrap_or_else(|| {
@@ -250,6 +270,7 @@ pub async fn start(
         storage_path: storage_path.display().to_string(),
         manager_uri: manager_uri.clone(),
         access_ip: host_ip,
+        agent_secret,
         create_topology,
     };
     let reg = match register(&client, &spec).await {
@@ -260,6 +281,7 @@ pub async fn start(
             anyhow::bail!("registering with the region: {e}");
         }
     };
+    agent_cfg.set_storages(vec![reg.storage_id.clone()]);
     let hb = spawn_heartbeat(
         client.clone(),
         reg.host_id.clone(),

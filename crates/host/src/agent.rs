@@ -6,32 +6,197 @@
 //! `{"__status__": "error", "__reason__": …}`. Without the header the
 //! action runs synchronously and the result is the response (the region's
 //! undo steps use this).
+//!
+//! Every route but `GET /ping` answers only requests the region signed with
+//! this host's agent secret ([`cloudpods_apis::agent_auth`]); a notify URL
+//! must point at the region the agent registered with (`{region}/tasks/…`);
+//! ids, paths and desc fields are checked ([`crate::validate`]) before any
+//! work starts.
 
-use std::sync::Arc;
+use std::path::Path as FsPath;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use cloudpods_apis::agent_auth::{self, AuthError, SIGNATURE_HEADER, Signed, TIMESTAMP_HEADER};
 use serde_json::{Value, json};
 
+use crate::validate::{self, Limits, Roots};
 use crate::{Driver, DriverError, DriverResult};
+
+/// Largest request body the agent reads (a guest desc is a few KB).
+const MAX_BODY: usize = 8 * 1024 * 1024;
+
+/// Who the agent answers and what it accepts.
+#[derive(Clone)]
+pub struct AgentConfig {
+    key: Arc<Vec<u8>>,
+    notify: Arc<reqwest::Url>,
+    roots: Roots,
+    storages: Arc<RwLock<Vec<String>>>,
+}
+
+impl AgentConfig {
+    /// `secret`: this host's agent secret (hex, as registered);
+    /// `region_url`: the region's base URL (its compute endpoint) — task
+    /// callbacks are posted only under `{region_url}/tasks/`; `roots`:
+    /// where this agent's files may be.
+    pub fn new(secret: &str, region_url: &str, roots: Roots) -> Result<AgentConfig, DriverError> {
+        let key = agent_auth::parse_secret(secret)
+            .ok_or_else(|| DriverError("the agent secret is not 32 bytes of hex".into()))?;
+        let notify = reqwest::Url::parse(&format!("{}/tasks/", region_url.trim_end_matches('/')))
+            .map_err(|e| DriverError(format!("region URL {region_url:?}: {e}")))?;
+        Ok(AgentConfig {
+            key: Arc::new(key),
+            notify: Arc::new(notify),
+            roots,
+            storages: Arc::default(),
+        })
+    }
+
+    /// The storages registered for this host (known after registration;
+    /// disk requests for any other storage are refused).
+    pub fn set_storages(&self, storages: Vec<String>) {
+        match self.storages.write() {
+            Ok(mut s) => *s = storages,
+            Err(p) => *p.into_inner() = storages,
+        }
+    }
+
+    fn limits(&self) -> Limits {
+        let storages = match self.storages.read() {
+            Ok(s) => s.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        Limits {
+            roots: self.roots.clone(),
+            storages,
+        }
+    }
+
+    /// Whether a notify URL points at the region: same scheme, host and
+    /// port, path under `/tasks/`, no credentials.
+    fn notify_ok(&self, url: &str) -> bool {
+        let Ok(u) = reqwest::Url::parse(url) else {
+            return false;
+        };
+        let base = &self.notify;
+        u.scheme() == base.scheme()
+            && u.host_str() == base.host_str()
+            && u.port_or_known_default() == base.port_or_known_default()
+            && u.username().is_empty()
+            && u.password().is_none()
+            && u.path().starts_with(base.path())
+            && u.path().len() > base.path().len()
+            && !u.path()[base.path().len()..].contains(['/', '\\'])
+    }
+}
+
+/// Load this agent's secret from `path`, or create it (32 random bytes,
+/// hex, mode 0600) on first start.
+pub fn load_or_create_secret(path: &FsPath) -> Result<String, DriverError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Ok(s) = std::fs::read_to_string(path)
+        && agent_auth::parse_secret(&s).is_some()
+    {
+        return Ok(s.trim().to_string());
+    }
+    let s = agent_auth::generate_secret();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| DriverError(format!("creating {}: {e}", dir.display())))?;
+    }
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| DriverError(format!("writing {}: {e}", tmp.display())))?;
+    f.write_all(s.as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|e| DriverError(format!("writing {}: {e}", tmp.display())))?;
+    std::fs::rename(&tmp, path)
+        .map_err(|e| DriverError(format!("writing {}: {e}", path.display())))?;
+    Ok(s)
+}
+
+/// A request to an agent signed with `secret` as the region signs it (for
+/// tools and tests that talk to an agent directly; the region has its own
+/// client in `cloudpods_region::agent`). `task` = `(X-Task-Id,
+/// X-Task-Notify-Url)`.
+pub fn signed_request(
+    http: &reqwest::Client,
+    secret: &str,
+    method: reqwest::Method,
+    url: &str,
+    body: Option<&Value>,
+    task: Option<(&str, &str)>,
+) -> Result<reqwest::RequestBuilder, DriverError> {
+    let key = agent_auth::parse_secret(secret)
+        .ok_or_else(|| DriverError("the agent secret is not 32 bytes of hex".into()))?;
+    let parsed =
+        reqwest::Url::parse(url).map_err(|e| DriverError(format!("agent URL {url:?}: {e}")))?;
+    let mut pq = parsed.path().to_string();
+    if let Some(q) = parsed.query() {
+        pq.push('?');
+        pq.push_str(q);
+    }
+    let bytes = match body {
+        Some(b) => serde_json::to_vec(b).map_err(|e| DriverError(e.to_string()))?,
+        None => Vec::new(),
+    };
+    let ts = agent_auth::now();
+    let (task_id, notify) = task.unwrap_or(("", ""));
+    let sig = agent_auth::sign(
+        &key,
+        &Signed {
+            method: method.as_str(),
+            path_and_query: &pq,
+            timestamp: ts,
+            task_id,
+            notify_url: notify,
+            body: &bytes,
+        },
+    );
+    let mut req = http
+        .request(method, parsed)
+        .header(TIMESTAMP_HEADER, ts.to_string())
+        .header(SIGNATURE_HEADER, sig);
+    if let Some((id, n)) = task {
+        req = req.header("X-Task-Id", id).header("X-Task-Notify-Url", n);
+    }
+    if body.is_some() {
+        req = req
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(bytes);
+    }
+    Ok(req)
+}
 
 #[derive(Clone)]
 pub struct AgentState {
     pub driver: Arc<dyn Driver>,
     pub http: reqwest::Client,
+    cfg: AgentConfig,
 }
 
-pub fn router(driver: Arc<dyn Driver>) -> Router {
+pub fn router(driver: Arc<dyn Driver>, cfg: AgentConfig) -> Router {
     let state = AgentState {
         driver,
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap_or_default(),
+        cfg,
     };
     Router::new()
         .route("/servers/{id}/{action}", post(server_action))
@@ -44,6 +209,9 @@ pub fn router(driver: Arc<dyn Driver>) -> Router {
                 axum::Json(st.driver.cached_images().await)
             }),
         )
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        // The only unauthenticated route: a liveness probe that says
+        // nothing.
         .route("/ping", get(|| async { axum::Json(json!({})) }))
         .with_state(state)
 }
@@ -54,6 +222,85 @@ fn error(status: StatusCode, class: &str, details: &str) -> Response {
         axum::Json(json!({"code": status.as_u16(), "class": class, "details": details})),
     )
         .into_response()
+}
+
+fn unauthorized(path: &str, e: AuthError) -> Response {
+    let msg = e.message();
+    tracing::warn!(path, reason = %msg, "refused a request not signed by the region");
+    error(StatusCode::UNAUTHORIZED, "UnauthorizedError", &msg)
+}
+
+fn invalid(e: DriverError) -> Response {
+    error(StatusCode::BAD_REQUEST, "InputParameterError", &e.0)
+}
+
+/// Verify the region's signature (and the notify URL) before any handler
+/// runs.
+async fn authenticate(State(st): State<AgentState>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let header = |k: &str| -> Result<Option<&str>, ()> {
+        match parts.headers.get(k) {
+            None => Ok(None),
+            Some(v) => v.to_str().map(Some).map_err(|_| ()),
+        }
+    };
+    let (Ok(Some(ts)), Ok(Some(sig))) = (header(TIMESTAMP_HEADER), header(SIGNATURE_HEADER)) else {
+        return unauthorized(&path, AuthError::Missing);
+    };
+    let Ok(ts) = ts.trim().parse::<i64>() else {
+        return unauthorized(&path, AuthError::BadTimestamp);
+    };
+    let (Ok(task_id), Ok(notify)) = (header("x-task-id"), header("x-task-notify-url")) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InputParameterError",
+            "X-Task-Id and X-Task-Notify-Url must be visible ASCII",
+        );
+    };
+    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "InputParameterError",
+                &format!("request body: {e}"),
+            );
+        }
+    };
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or(&path);
+    let signed = Signed {
+        method: parts.method.as_str(),
+        path_and_query,
+        timestamp: ts,
+        task_id: task_id.unwrap_or_default(),
+        notify_url: notify.unwrap_or_default(),
+        body: &bytes,
+    };
+    if let Err(e) = agent_auth::verify(&st.cfg.key, &signed, sig, agent_auth::now()) {
+        return unauthorized(&path, e);
+    }
+    if let Some(n) = notify
+        && !st.cfg.notify_ok(n)
+    {
+        tracing::warn!(path, "refused a notify URL outside the region");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InputParameterError",
+            &format!(
+                "X-Task-Notify-Url must be under the region this host registered with ({})",
+                st.cfg.notify
+            ),
+        );
+    }
+    let mut parts = parts;
+    parts.headers.remove("x-auth-token");
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 /// Run `work` now or in the background with a callback.
@@ -72,28 +319,32 @@ where
             Err(e) => error(StatusCode::BAD_REQUEST, "BadRequestError", &e.0),
         },
         Some(url) => {
+            // Checked by `authenticate` already; kept here so no path can
+            // post elsewhere.
+            if !st.cfg.notify_ok(&url) {
+                return invalid(DriverError(
+                    "X-Task-Notify-Url must be under the region this host registered with".into(),
+                ));
+            }
             let http = st.http.clone();
-            let token = headers.get("x-auth-token").cloned();
             tokio::spawn(async move {
                 let result = work.await;
                 let body = match result {
                     Ok(v) => v,
                     Err(e) => json!({"__status__": "error", "__reason__": e.0}),
                 };
-                // Retry like Cloudpods' agents: the region may be restarting.
+                // Retry like Cloudpods' agents: the region may be
+                // restarting. The key in the URL authenticates the
+                // callback; no token is sent.
                 for attempt in 0..30 {
-                    let mut req = http.post(&url).json(&body);
-                    if let Some(t) = &token {
-                        req = req.header("X-Auth-Token", t.clone());
-                    }
-                    match req.send().await {
+                    match http.post(&url).json(&body).send().await {
                         Ok(r) if r.status().is_success() || r.status() == StatusCode::NOT_FOUND => {
                             return;
                         }
                         Ok(r) => {
-                            tracing::warn!(url, status = %r.status(), attempt, "callback refused")
+                            tracing::warn!(status = %r.status(), attempt, "callback refused")
                         }
-                        Err(e) => tracing::warn!(url, error = %e, attempt, "callback failed"),
+                        Err(e) => tracing::warn!(error = %e, attempt, "callback failed"),
                     }
                     tokio::time::sleep(Duration::from_millis(500 * (attempt + 1).min(10))).await;
                 }
@@ -103,6 +354,41 @@ where
     }
 }
 
+/// The checks of a server action's input.
+fn check_server(st: &AgentState, id: &str, body: &Value) -> Result<(), DriverError> {
+    validate::id("server", id)?;
+    let lim = st.cfg.limits();
+    validate::desc(&body["desc"], &lim)?;
+    if let Some(h) = body["params"]["hostname"].as_str() {
+        validate::hostname(h)?;
+    }
+    Ok(())
+}
+
+/// The checks of a disk action's input.
+fn check_disk(
+    st: &AgentState,
+    storage: &str,
+    action: &str,
+    disk: &str,
+    body: &Value,
+) -> Result<(), DriverError> {
+    let lim = st.cfg.limits();
+    lim.storage(storage)?;
+    validate::id("disk", disk)?;
+    match action {
+        "create" => validate::disk_spec(&body["disk"])?,
+        "snapshot" | "delete-snapshot" | "reset" => {
+            validate::id("snapshot", body["snapshot_id"].as_str().unwrap_or_default())?;
+            if let Some(loc) = body["location"].as_str().filter(|l| !l.is_empty()) {
+                lim.roots.check("snapshot location", loc, false)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 async fn server_action(
     State(st): State<AgentState>,
     Path((id, action)): Path<(String, String)>,
@@ -110,6 +396,9 @@ async fn server_action(
     body: Option<axum::Json<Value>>,
 ) -> Response {
     let body = body.map(|b| b.0).unwrap_or(json!({}));
+    if let Err(e) = check_server(&st, &id, &body) {
+        return invalid(e);
+    }
     let d = st.driver.clone();
     let desc = body.get("desc").cloned().unwrap_or(Value::Null);
     let work: std::pin::Pin<Box<dyn std::future::Future<Output = DriverResult> + Send>> =
@@ -142,10 +431,16 @@ async fn server_action(
 }
 
 async fn server_status(State(st): State<AgentState>, Path(id): Path<String>) -> Response {
+    if let Err(e) = validate::id("server", &id) {
+        return invalid(e);
+    }
     axum::Json(json!({"status": st.driver.status(&id).await})).into_response()
 }
 
 async fn server_vnc(State(st): State<AgentState>, Path(id): Path<String>) -> Response {
+    if let Err(e) = validate::id("server", &id) {
+        return invalid(e);
+    }
     match st.driver.vnc(&id).await {
         Ok(v) => axum::Json(v).into_response(),
         Err(DriverError(e)) => error(StatusCode::NOT_FOUND, "NotFoundError", &e),
@@ -159,6 +454,9 @@ async fn disk_action(
     body: Option<axum::Json<Value>>,
 ) -> Response {
     let body = body.map(|b| b.0).unwrap_or(json!({}));
+    if let Err(e) = check_disk(&st, &storage, &action, &disk, &body) {
+        return invalid(e);
+    }
     let d = st.driver.clone();
     let work: std::pin::Pin<Box<dyn std::future::Future<Output = DriverResult> + Send>> =
         match action.as_str() {

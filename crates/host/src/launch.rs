@@ -130,6 +130,12 @@ pub struct LaunchSpec<'a> {
 pub fn qemu_args(s: &LaunchSpec<'_>) -> Result<Vec<String>, DriverError> {
     let d = s.desc;
     let p = s.paths;
+    // Checked when the request came in, and again here: only known values
+    // reach the command line.
+    crate::validate::launch_fields(d)?;
+    if let Some(m) = s.default_cpu_model {
+        crate::validate::cpu_model(m)?;
+    }
     let id = d["uuid"].as_str().unwrap_or_default();
     let cpus = d["cpu"].as_i64().unwrap_or(1).max(1);
     let mem = d["mem"].as_i64().unwrap_or(512).max(64);
@@ -193,6 +199,13 @@ pub fn qemu_args(s: &LaunchSpec<'_>) -> Result<Vec<String>, DriverError> {
     ]);
     push(&["-pidfile", &p.pid().display().to_string()]);
     for disk in s.disks {
+        crate::validate::id("disk", &disk.disk_id)?;
+        if !matches!(disk.format.as_str(), "qcow2" | "raw") {
+            return Err(DriverError(format!(
+                "disk {} has format {:?} (qcow2 or raw)",
+                disk.disk_id, disk.format
+            )));
+        }
         let node = node_name(&disk.disk_id);
         let dev = device_name(&disk.disk_id);
         push(&[
@@ -230,6 +243,8 @@ pub fn qemu_args(s: &LaunchSpec<'_>) -> Result<Vec<String>, DriverError> {
         ]);
     }
     for nic in s.nics {
+        crate::validate::mac(&nic.mac)?;
+        crate::validate::ifname("tap", &nic.tap)?;
         let i = nic.index;
         push(&[
             "-netdev",
@@ -324,6 +339,21 @@ mod tests {
             "{line}"
         );
         assert!(line.contains("-uuid 6f1c2a9e-0b7d-4b36-8a55-1f2e3d4c5b6a"));
+        let mut bad = desc.clone();
+        bad["machine"] = json!("pc,memory-backend=x");
+        let refused = qemu_args(&LaunchSpec {
+            qemu: "qemu-system-x86_64",
+            accel: Accel::Tcg,
+            desc: &bad,
+            paths: &paths,
+            disks: &disks,
+            nics: &[],
+            vnc_listen: "127.0.0.1",
+            vnc_port: 5907,
+            seed: None,
+            default_cpu_model: None,
+        });
+        assert!(refused.is_err());
         let script = startvm_script("qemu-system-x86_64", &args, &paths);
         assert!(script.contains("echo $? > exit.tmp"));
         assert_eq!(sh_quote("a b'c"), "'a b'\\''c'");

@@ -20,6 +20,7 @@ pub mod qmp;
 pub mod register;
 pub mod seed;
 pub mod sim;
+pub mod validate;
 
 use async_trait::async_trait;
 use serde_json::Value;

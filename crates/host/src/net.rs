@@ -33,6 +33,7 @@ use serde_json::Value;
 
 use crate::DriverError;
 use crate::cmd::{run, run_stdin};
+use crate::validate;
 
 /// What the agent needs to know about one NIC.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -76,6 +77,25 @@ impl Nic {
                     s("ip")
                 )));
             }
+            // What reaches `ip`, dnsmasq's configuration and nftables is
+            // parsed, never pasted.
+            validate::ifname("bridge", &bridge)?;
+            validate::mac(&s("mac"))?;
+            validate::ipv4("NIC ip", &s("ip"))?;
+            if !s("gateway").is_empty() {
+                validate::ipv4("gateway", &s("gateway"))?;
+            }
+            for d in s("dns").split([',', ' ']).filter(|d| !d.is_empty()) {
+                d.parse::<std::net::IpAddr>().map_err(|_| {
+                    DriverError(format!("invalid DNS server {d:?}: not an IP address"))
+                })?;
+            }
+            let rules = desc["secgroup_rules"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            rule_lines(&rules, "in")?;
+            rule_lines(&rules, "out")?;
             out.push(Nic {
                 guest_id: id.to_string(),
                 index,
@@ -88,10 +108,7 @@ impl Nic {
                 bridge,
                 bw_mbps: n["bw"].as_i64().unwrap_or(0),
                 hostname: hostname.to_string(),
-                rules: desc["secgroup_rules"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default(),
+                rules,
                 src_ip_check: desc["src_ip_check"].as_bool().unwrap_or(true),
                 src_mac_check: desc["src_mac_check"].as_bool().unwrap_or(true),
             });
@@ -495,7 +512,7 @@ impl NetManager {
             s.push_str(&format!("  chain in_{name} {{\n"));
             s.push_str("    ether type arp accept\n    udp sport { 53, 67 } accept\n");
             s.push_str("    meta l4proto icmp icmp type { echo-reply, destination-unreachable, time-exceeded } accept\n");
-            for line in rule_lines(&n.rules, "in") {
+            for line in rule_lines(&n.rules, "in")? {
                 s.push_str(&format!("    {line}\n"));
             }
             // Stateless stand-in for "established": only new inbound TCP
@@ -509,7 +526,7 @@ impl NetManager {
             if n.src_ip_check {
                 s.push_str(&format!("    ip saddr != {} drop\n", n.ip));
             }
-            for line in rule_lines(&n.rules, "out") {
+            for line in rule_lines(&n.rules, "out")? {
                 s.push_str(&format!("    {line}\n"));
             }
             s.push_str("    accept\n  }\n");
@@ -530,52 +547,159 @@ impl NetManager {
 }
 
 /// nft statements for the rules of one direction, highest priority first.
-fn rule_lines(rules: &[Value], direction: &str) -> Vec<String> {
-    let mut rules: Vec<&Value> = rules
-        .iter()
-        .filter(|r| r["direction"].as_str() == Some(direction))
-        .collect();
-    rules.sort_by_key(|r| -r["priority"].as_i64().unwrap_or(1));
-    let mut out = Vec::new();
+/// Every field is parsed (direction, action, protocol, ports, CIDR) and
+/// the statement is built from the parsed values; a rule that does not
+/// parse is refused. IPv6 peers are valid but not filtered by this IPv4
+/// bridge filter.
+pub fn rule_lines(rules: &[Value], direction: &str) -> Result<Vec<String>, DriverError> {
+    let mut parsed = Vec::new();
     for r in rules {
-        let verdict = if r["action"].as_str() == Some("deny") {
-            "drop"
-        } else {
-            "accept"
+        let field = |k: &str| -> Result<String, DriverError> {
+            match &r[k] {
+                Value::Null => Ok(String::new()),
+                Value::String(s) => Ok(s.trim().to_string()),
+                other => Err(DriverError(format!(
+                    "security group rule {k} must be a string, not {other}"
+                ))),
+            }
         };
-        let cidr = r["cidr"].as_str().unwrap_or_default();
-        let peer = if cidr.is_empty() || cidr == "0.0.0.0/0" {
-            String::new()
-        } else if cidr.parse::<Ipv4Addr>().is_ok() || cidr.contains('/') && !cidr.contains(':') {
-            let field = if direction == "in" { "saddr" } else { "daddr" };
-            format!("ip {field} {cidr} ")
-        } else {
-            // IPv6 or unparsable peers are not filtered here.
-            continue;
+        let dir = field("direction")?;
+        if dir != "in" && dir != "out" {
+            return Err(DriverError(format!(
+                "security group rule direction {dir:?} is neither in nor out"
+            )));
+        }
+        let verdict = match field("action")?.as_str() {
+            "allow" | "" => "accept",
+            "deny" => "drop",
+            other => {
+                return Err(DriverError(format!(
+                    "security group rule action {other:?} is neither allow nor deny"
+                )));
+            }
         };
-        let proto = r["protocol"].as_str().unwrap_or("any").to_lowercase();
-        let ports = r["ports"].as_str().unwrap_or_default().replace(' ', "");
-        let ports_ok = !ports.is_empty()
-            && ports
-                .split(',')
-                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit() || c == '-'));
+        let priority = match &r["priority"] {
+            Value::Null => 1,
+            v => v.as_i64().ok_or_else(|| {
+                DriverError(format!(
+                    "security group rule priority {v} is not an integer"
+                ))
+            })?,
+        };
+        let peer = parse_peer(&field("cidr")?)?;
+        let proto = field("protocol")?.to_lowercase();
+        let ports = parse_ports(&field("ports")?)?;
         let l4 = match proto.as_str() {
-            "tcp" | "udp" if ports_ok => {
-                format!("{proto} dport {{ {} }} ", ports.replace(',', ", "))
+            "tcp" | "udp" if !ports.is_empty() => {
+                let list: Vec<String> = ports
+                    .iter()
+                    .map(|(a, b)| {
+                        if a == b {
+                            a.to_string()
+                        } else {
+                            format!("{a}-{b}")
+                        }
+                    })
+                    .collect();
+                format!("{proto} dport {{ {} }} ", list.join(", "))
             }
             "tcp" | "udp" => format!("meta l4proto {proto} "),
             "icmp" => "meta l4proto icmp ".to_string(),
             "any" | "" => String::new(),
-            _ => continue,
+            other => {
+                return Err(DriverError(format!(
+                    "security group rule protocol {other:?} is not tcp, udp, icmp or any"
+                )));
+            }
+        };
+        if dir != direction {
+            continue;
+        }
+        let peer = match peer {
+            Peer::Any => String::new(),
+            Peer::V4(net, len) => {
+                let f = if direction == "in" { "saddr" } else { "daddr" };
+                format!("ip {f} {net}/{len} ")
+            }
+            Peer::V6 => continue,
         };
         let ip_match = if peer.is_empty() && l4.is_empty() {
             "ether type ip ".to_string()
         } else {
             String::new()
         };
-        out.push(format!("{ip_match}{peer}{l4}{verdict}"));
+        parsed.push((priority, format!("{ip_match}{peer}{l4}{verdict}")));
     }
-    out
+    parsed.sort_by_key(|(p, _)| -p);
+    Ok(parsed.into_iter().map(|(_, l)| l).collect())
+}
+
+enum Peer {
+    Any,
+    V4(Ipv4Addr, u8),
+    V6,
+}
+
+/// `""`, an address or `addr/len` (IPv4 normalised to its network).
+fn parse_peer(cidr: &str) -> Result<Peer, DriverError> {
+    if cidr.is_empty() {
+        return Ok(Peer::Any);
+    }
+    let refuse = || {
+        DriverError(format!(
+            "security group rule cidr {cidr:?} is not an address or CIDR"
+        ))
+    };
+    let (addr, len) = match cidr.split_once('/') {
+        Some((a, l)) => (a, Some(l.parse::<u8>().map_err(|_| refuse())?)),
+        None => (cidr, None),
+    };
+    match addr.parse::<std::net::IpAddr>().map_err(|_| refuse())? {
+        std::net::IpAddr::V4(a) => {
+            let len = len.unwrap_or(32);
+            if len > 32 {
+                return Err(refuse());
+            }
+            if len == 0 {
+                return Ok(Peer::Any);
+            }
+            let (net, len) = network_of(&a.to_string(), len)?;
+            Ok(Peer::V4(net, len))
+        }
+        std::net::IpAddr::V6(_) => {
+            if len.is_some_and(|l| l > 128) {
+                return Err(refuse());
+            }
+            Ok(Peer::V6)
+        }
+    }
+}
+
+/// `""`, or a comma list of ports and `lo-hi` ranges (1-65535).
+fn parse_ports(ports: &str) -> Result<Vec<(u16, u16)>, DriverError> {
+    let ports = ports.replace(' ', "");
+    if ports.is_empty() || ports == "all" {
+        return Ok(Vec::new());
+    }
+    let refuse = || {
+        DriverError(format!(
+            "security group rule ports {ports:?} are not ports or ranges"
+        ))
+    };
+    let mut out = Vec::new();
+    for item in ports.split(',') {
+        let (a, b) = match item.split_once('-') {
+            Some((a, b)) => (a, b),
+            None => (item, item),
+        };
+        let a: u16 = a.parse().map_err(|_| refuse())?;
+        let b: u16 = b.parse().map_err(|_| refuse())?;
+        if a == 0 || a > b {
+            return Err(refuse());
+        }
+        out.push((a, b));
+    }
+    Ok(out)
 }
 
 fn sanitize_hostname(h: &str) -> String {
@@ -685,13 +809,41 @@ mod tests {
             json!({"direction": "out", "protocol": "icmp", "ports": "", "cidr": "", "action": "allow", "priority": 1}),
         ];
         assert_eq!(
-            rule_lines(&rules, "in"),
+            rule_lines(&rules, "in").unwrap(),
             vec![
                 "ether type ip drop".to_string(),
                 "ip saddr 10.0.0.0/8 tcp dport { 22, 80-90 } accept".to_string()
             ]
         );
-        assert_eq!(rule_lines(&rules, "out"), vec!["meta l4proto icmp accept"]);
+        assert_eq!(
+            rule_lines(&rules, "out").unwrap(),
+            vec!["meta l4proto icmp accept"]
+        );
+        for bad in [
+            json!({"direction": "in", "protocol": "tcp", "ports": "22 } accept", "cidr": ""}),
+            json!({"direction": "in", "protocol": "tcp", "ports": "0", "cidr": ""}),
+            json!({"direction": "in", "protocol": "tcp", "ports": "90-80", "cidr": ""}),
+            json!({"direction": "in", "protocol": "tcp", "ports": "22", "cidr": "10.0.0.0/33"}),
+            json!({"direction": "in", "protocol": "tcp", "ports": "22", "cidr": "10.0.0.0/8 accept"}),
+            json!({"direction": "in", "protocol": "gre", "cidr": ""}),
+            json!({"direction": "sideways", "protocol": "tcp"}),
+            json!({"direction": "in", "protocol": "tcp", "action": "maybe"}),
+        ] {
+            assert!(rule_lines(std::slice::from_ref(&bad), "in").is_err(), "{bad}");
+        }
+        // Host bits are dropped, 0.0.0.0/0 is any peer, IPv6 is skipped.
+        let r = vec![
+            json!({"direction": "in", "protocol": "tcp", "ports": "22", "cidr": "10.1.2.3/8", "action": "allow", "priority": 5}),
+            json!({"direction": "in", "protocol": "udp", "ports": "53", "cidr": "0.0.0.0/0", "action": "allow", "priority": 4}),
+            json!({"direction": "in", "protocol": "tcp", "ports": "80", "cidr": "fd00::/8", "action": "allow", "priority": 3}),
+        ];
+        assert_eq!(
+            rule_lines(&r, "in").unwrap(),
+            vec![
+                "ip saddr 10.0.0.0/8 tcp dport { 22 } accept",
+                "udp dport { 53 } accept"
+            ]
+        );
     }
 
     #[test]

@@ -27,6 +27,7 @@ use crate::net::{NetManager, Nic};
 use crate::proc;
 use crate::qmp;
 use crate::seed::Seed;
+use crate::validate::{self, Roots};
 use crate::{Driver, DriverError, DriverResult};
 
 /// Configuration of the QEMU driver.
@@ -208,18 +209,30 @@ impl QemuDriver {
         }
     }
 
-    /// Disks of a desc, with their files checked.
+    /// The directories this driver's files may be in.
+    pub fn roots(&self) -> Roots {
+        Roots {
+            storage: vec![self.opts.storage_dir.clone()],
+            image_cache: Some(self.opts.data_dir.join("image_cache")),
+        }
+    }
+
+    /// Disks of a desc, with their files checked: ids, and paths inside
+    /// this host's storage.
     fn launch_disks(&self, desc: &Value) -> Result<Vec<LaunchDisk>, DriverError> {
         let mut disks = desc["disks"].as_array().cloned().unwrap_or_default();
         disks.sort_by_key(|d| d["index"].as_i64().unwrap_or(0));
+        let roots = self.roots();
         let mut out = Vec::new();
         for d in disks {
             let disk_id = d["disk_id"].as_str().unwrap_or_default().to_string();
+            validate::id("disk", &disk_id)?;
             let path = d["path"]
                 .as_str()
                 .filter(|p| !p.is_empty())
                 .map(str::to_string)
                 .unwrap_or_else(|| self.disk_path(&disk_id).display().to_string());
+            roots.check("disk path", &path, false)?;
             if !Path::new(&path).exists() {
                 return Err(DriverError(format!(
                     "disk {disk_id} does not exist on this host ({path})"

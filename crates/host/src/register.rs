@@ -19,6 +19,9 @@ pub struct HostSpec {
     pub storage_path: String,
     pub manager_uri: String,
     pub access_ip: String,
+    /// The key the region signs this agent's requests with (hex; sent with
+    /// the host create/update, never returned by the region).
+    pub agent_secret: String,
     /// Create the zone and wires when missing (a single-node all-in-one
     /// cloud on its first start); otherwise they must exist.
     pub create_topology: bool,
@@ -53,6 +56,7 @@ pub async fn register(client: &Client, spec: &HostSpec) -> Result<Registered, Sd
         "name": spec.name,
         "access_ip": spec.access_ip,
         "manager_uri": spec.manager_uri,
+        "agent_secret": spec.agent_secret,
         "cpu_count": spec.cpu_count,
         "cpu_desc": spec.cpu_desc,
         "mem_size": spec.mem_mb,

@@ -32,6 +32,10 @@ pub struct SimOptions {
     pub fail: Vec<String>,
     /// Where to keep the state across restarts.
     pub state_file: Option<PathBuf>,
+    /// The storage directory the simulated disks are said to be in (the
+    /// mount point the host registers); `/sim` when empty. Nothing is
+    /// written there.
+    pub storage_dir: PathBuf,
 }
 
 pub struct SimDriver {
@@ -78,6 +82,14 @@ impl SimDriver {
             }
         }
         out
+    }
+
+    fn storage_dir(&self) -> PathBuf {
+        if self.opts.storage_dir.as_os_str().is_empty() {
+            PathBuf::from("/sim")
+        } else {
+            self.opts.storage_dir.clone()
+        }
     }
 
     fn known(&self, id: &str) -> Result<(), DriverError> {
@@ -166,7 +178,9 @@ impl Driver for SimDriver {
         self.act("disk_create").await?;
         let size = disk["size"].as_i64().unwrap_or(0);
         self.with(|s| s.disks.insert(disk_id.to_string(), size));
-        Ok(json!({"disk_path": format!("/sim/{storage_id}/{disk_id}"), "disk_size": size}))
+        let _ = storage_id;
+        let path = self.storage_dir().join(disk_id);
+        Ok(json!({"disk_path": path.display().to_string(), "disk_size": size}))
     }
 
     async fn disk_delete(&self, _storage_id: &str, disk_id: &str) -> DriverResult {
@@ -195,7 +209,8 @@ impl Driver for SimDriver {
             s.snapshots
                 .insert(snapshot_id.to_string(), disk_id.to_string())
         });
-        Ok(json!({"location": format!("/sim/snapshots/{snapshot_id}")}))
+        let path = self.storage_dir().join("snapshots").join(snapshot_id);
+        Ok(json!({"location": path.display().to_string()}))
     }
 
     async fn disk_delete_snapshot(

@@ -167,6 +167,8 @@ struct Env {
     data: PathBuf,
     driver: Arc<QemuDriver>,
     agent: String,
+    /// The key requests are signed with (as the region does).
+    secret: String,
     http: reqwest::Client,
     bridge: String,
     /// `10.x.y` of this test's network.
@@ -211,13 +213,15 @@ async fn env(tag: &str) -> Env {
     opts.nft_table = table;
     let storage_mb = opts.storage_mb;
     let driver = Arc::new(QemuDriver::new(opts, images).unwrap());
-    let agent = serve_agent(driver.clone()).await;
+    let secret = cloudpods_apis::agent_auth::generate_secret();
+    let agent = serve_agent(driver.clone(), &secret).await;
     Env {
         _tmp: tmp,
         _guard: guard,
         data,
         driver,
         agent,
+        secret,
         http: reqwest::Client::new(),
         bridge,
         prefix: format!("10.{}.{}", 100 + (n >> 16) % 100, (n >> 8) % 250),
@@ -226,11 +230,16 @@ async fn env(tag: &str) -> Env {
     }
 }
 
-async fn serve_agent(driver: Arc<QemuDriver>) -> String {
+/// The agent's API over `driver`: storage `st`, callbacks only to the
+/// (absent) region at 127.0.0.1:9.
+async fn serve_agent(driver: Arc<QemuDriver>, secret: &str) -> String {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", l.local_addr().unwrap());
+    let cfg = cloudpods_host::agent::AgentConfig::new(secret, "http://127.0.0.1:9", driver.roots())
+        .unwrap();
+    cfg.set_storages(vec!["st".into()]);
     let d: Arc<dyn Driver> = driver;
-    tokio::spawn(async move { axum::serve(l, cloudpods_host::agent::router(d)).await });
+    tokio::spawn(async move { axum::serve(l, cloudpods_host::agent::router(d, cfg)).await });
     url
 }
 
@@ -246,15 +255,50 @@ fn rand_u32() -> u32 {
 impl Env {
     /// A synchronous agent call: (status, body).
     async fn call(&self, path: &str, body: Value) -> (u16, Value) {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.agent))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        self.call_as(&self.secret, path, body, None).await
+    }
+
+    /// A POST signed with `secret`, optionally with task headers.
+    async fn call_as(
+        &self,
+        secret: &str,
+        path: &str,
+        body: Value,
+        task: Option<(&str, &str)>,
+    ) -> (u16, Value) {
+        let r = cloudpods_host::agent::signed_request(
+            &self.http,
+            secret,
+            reqwest::Method::POST,
+            &format!("{}{path}", self.agent),
+            Some(&body),
+            task,
+        )
+        .unwrap()
+        .send()
+        .await
+        .unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A signed GET.
+    async fn get(&self, path: &str) -> Value {
+        cloudpods_host::agent::signed_request(
+            &self.http,
+            &self.secret,
+            reqwest::Method::GET,
+            &format!("{}{path}", self.agent),
+            None,
+            None,
+        )
+        .unwrap()
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
     }
 
     async fn ok(&self, path: &str, body: Value) -> Value {
@@ -300,13 +344,7 @@ impl Env {
     }
 
     async fn status(&self, id: &str) -> String {
-        let r = self
-            .http
-            .get(format!("{}/servers/{id}/status", self.agent))
-            .send()
-            .await
-            .unwrap();
-        let v: Value = r.json().await.unwrap();
+        let v = self.get(&format!("/servers/{id}/status")).await;
         v["status"].as_str().unwrap_or_default().to_string()
     }
 }
@@ -369,15 +407,7 @@ async fn guest_lifecycle_boots_networked_and_leaves_nothing() {
     assert!(link_exists(&tap) && link_exists(&e.bridge));
 
     // VNC answers with the RFB greeting.
-    let vnc: Value = e
-        .http
-        .get(format!("{}/servers/{id}/vnc", e.agent))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let vnc: Value = e.get(&format!("/servers/{id}/vnc")).await;
     let port = vnc["port"].as_u64().unwrap() as u16;
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
@@ -440,6 +470,138 @@ async fn bad_inputs_fail_with_the_reason_and_leave_nothing() {
         return;
     }
     let e = env("b").await;
+
+    // Only the region's signature opens the API; nothing is made otherwise.
+    let g9 = "6f1c2a9e-0b7d-4b36-8a55-0000000000b9";
+    let d9 = e.desc(g9, "vm-9", "d9", "00:22:6f:00:00:b9", 19);
+    let raw = e
+        .http
+        .post(format!("{}/servers/{g9}/deploy", e.agent))
+        .json(&json!({"desc": d9, "params": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 401);
+    let v: Value = raw.json().await.unwrap();
+    assert_eq!(
+        (v["code"].as_i64(), v["class"].as_str()),
+        (Some(401), Some("UnauthorizedError")),
+        "{v}"
+    );
+    let wrong = cloudpods_apis::agent_auth::generate_secret();
+    let (st, v) = e
+        .call_as(
+            &wrong,
+            &format!("/servers/{g9}/deploy"),
+            json!({"desc": d9, "params": {}}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (st, v["class"].as_str()),
+        (401, Some("UnauthorizedError")),
+        "{v}"
+    );
+    let (st, _) = e
+        .call_as(
+            &wrong,
+            "/disks/st/create/d9",
+            json!({"disk": {"size": 64}}),
+            None,
+        )
+        .await;
+    assert_eq!(st, 401);
+    let unsigned = e
+        .http
+        .get(format!("{}/servers/{g9}/status", e.agent))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), 401);
+    let ping: Value = e
+        .http
+        .get(format!("{}/ping", e.agent))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ping, json!({}));
+    // Signed, but the result would go somewhere else than the region.
+    let (st, v) = e
+        .call_as(
+            &e.secret,
+            "/disks/st/create/d9",
+            json!({"disk": {"size": 64}}),
+            Some(("t1", "http://127.0.0.1:8/tasks/t1?stage=a&key=b")),
+        )
+        .await;
+    assert_eq!(st, 400, "{v}");
+    assert!(
+        v["details"].as_str().unwrap().contains("X-Task-Notify-Url"),
+        "{v}"
+    );
+    // Paths outside the storage, ids that are not ids, other storages,
+    // machine types outside the list.
+    let mut outside = d9.clone();
+    outside["disks"][0]["path"] = json!("/etc/shadow");
+    let mut dotdot = d9.clone();
+    dotdot["disks"][0]["path"] = json!(format!(
+        "{}/../../etc/shadow",
+        e.data.join("disks").display()
+    ));
+    let mut machine = d9.clone();
+    machine["machine"] = json!("pc,accel=kvm");
+    for (path, body, needle) in [
+        (
+            format!("/servers/{g9}/deploy"),
+            json!({"desc": outside, "params": {}}),
+            "outside",
+        ),
+        (
+            format!("/servers/{g9}/deploy"),
+            json!({"desc": dotdot, "params": {}}),
+            "..",
+        ),
+        (
+            format!("/servers/{g9}/deploy"),
+            json!({"desc": machine, "params": {}}),
+            "machine",
+        ),
+        (
+            "/servers/a.b/deploy".to_string(),
+            json!({"desc": d9, "params": {}}),
+            "server id",
+        ),
+        (
+            "/disks/other/create/d9".to_string(),
+            json!({"disk": {"size": 64}}),
+            "storage",
+        ),
+        (
+            "/disks/st/create/d.9".to_string(),
+            json!({"disk": {"size": 64}}),
+            "disk id",
+        ),
+        (
+            "/disks/st/reset/d9".to_string(),
+            json!({"snapshot_id": "s1", "location": "/etc/shadow"}),
+            "outside",
+        ),
+    ] {
+        let (st, v) = e.call(&path, body).await;
+        assert_eq!(st, 400, "{path}: {v}");
+        assert_eq!(v["class"], "InputParameterError", "{path}: {v}");
+        assert!(
+            v["details"].as_str().unwrap().contains(needle),
+            "{path}: {v}"
+        );
+    }
+    assert!(!e.driver.paths(g9).dir.exists());
+    assert!(!e.data.join("disks/d9.qcow2").exists());
+    assert_eq!(qemu_pids_under(&e.data), 0);
+
     // Not bootable.
     let (st, v) = e
         .call(
@@ -526,6 +688,24 @@ async fn bad_inputs_fail_with_the_reason_and_leave_nothing() {
         "{v}"
     );
     assert!(!e.driver.paths(id2).dir.exists());
+
+    // A desc changed on disk behind the agent's back is checked again
+    // before the command line is built.
+    let id3 = "6f1c2a9e-0b7d-4b36-8a55-0000000000b3";
+    let desc3 = e.desc(id3, "vm-m", "dcpu", "00:22:6f:00:00:b3", 13);
+    e.ok(
+        &format!("/servers/{id3}/deploy"),
+        json!({"desc": desc3, "params": {}}),
+    )
+    .await;
+    let mut tampered = desc3.clone();
+    tampered["machine"] = json!("pc -object memory-backend-file,mem-path=/etc");
+    std::fs::write(e.driver.paths(id3).desc(), tampered.to_string()).unwrap();
+    let (st, v) = e.call(&format!("/servers/{id3}/start"), json!({})).await;
+    assert_eq!(st, 400, "{v}");
+    assert!(v["details"].as_str().unwrap().contains("machine"), "{v}");
+    assert_eq!(qemu_pids_under(&e.data), 0);
+    e.ok(&format!("/servers/{id3}/delete"), json!({})).await;
 
     e.ok(&format!("/servers/{id}/delete"), json!({})).await;
     e.ok("/disks/st/delete/dcpu", json!({})).await;

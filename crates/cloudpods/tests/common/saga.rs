@@ -98,7 +98,7 @@ pub async fn lab(n_hosts: usize) -> Lab {
     .await;
     let opts = EngineOptions {
         poll: Duration::from_millis(20),
-        callback_base: cb,
+        callback_base: cb.clone(),
         callback_secret: b"saga".to_vec(),
         ..Default::default()
     };
@@ -128,19 +128,34 @@ pub async fn lab(n_hosts: usize) -> Lab {
     .await;
     let mut hosts = Vec::new();
     for k in 1..=n_hosts {
-        let sim = Arc::new(SimDriver::new(SimOptions::default()));
-        let uri = serve(cloudpods_host::agent::router(sim.clone())).await;
         let h = format!("h{k}");
+        let st = format!("st{k}");
+        let storage_dir = std::path::PathBuf::from(format!("/sim/{st}"));
+        let sim = Arc::new(SimDriver::new(SimOptions {
+            storage_dir: storage_dir.clone(),
+            ..Default::default()
+        }));
+        let secret = cloudpods_apis::agent_auth::generate_secret();
+        let agent_cfg = cloudpods_host::agent::AgentConfig::new(
+            &secret,
+            &cb,
+            cloudpods_host::validate::Roots {
+                storage: vec![storage_dir.clone()],
+                image_cache: None,
+            },
+        )
+        .expect("agent config");
+        agent_cfg.set_storages(vec![st.clone()]);
+        let uri = serve(cloudpods_host::agent::router(sim.clone(), agent_cfg)).await;
         insert(
             &db,
             &HOSTS,
-            json!({"id": h, "name": h, "zone_id": "z1", "manager_uri": uri,
+            json!({"id": h, "name": h, "zone_id": "z1", "manager_uri": uri, "agent_secret": secret,
                    "host_status": "online", "status": "running", "cpu_count": 64,
                    "mem_size": 262144, "domain_id": "default",
                    "last_ping_at": cloudpods_apis::time::now()}),
         )
         .await;
-        let st = format!("st{k}");
         insert(
             &db,
             &STORAGES,
@@ -148,7 +163,12 @@ pub async fn lab(n_hosts: usize) -> Lab {
                    "domain_id": "default"}),
         )
         .await;
-        insert(&db, &HOSTSTORAGES, json!({"host_id": h, "storage_id": st})).await;
+        insert(
+            &db,
+            &HOSTSTORAGES,
+            json!({"host_id": h, "storage_id": st, "mount_point": storage_dir}),
+        )
+        .await;
         insert(
             &db,
             &HOSTWIRES,
