@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod cloud;
 pub mod desc;
+pub mod guestspec;
 pub mod ipam;
 pub mod models;
 pub mod quota;

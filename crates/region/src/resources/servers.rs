@@ -139,6 +139,8 @@ impl Servers {
             )));
         }
         row.insert("hypervisor".into(), json!(hypervisor));
+        // What reaches QEMU's command line or the guest's seed.
+        crate::guestspec::check_create(row, input, &hypervisor)?;
         if let Some(os) = get_str(input, "os_type") {
             row.insert("os_type".into(), json!(os));
         }
@@ -562,6 +564,16 @@ impl Model for Servers {
         // Public-cloud guests: their brand, provider and region (crate::cloud).
         crate::cloud::brand_details(db, &GUESTS, rows).await?;
         Ok(())
+    }
+
+    async fn validate_update(
+        &self,
+        _ctx: &Ctx,
+        _obj: &Row,
+        changes: &mut Row,
+        _input: &Object,
+    ) -> Result<()> {
+        crate::guestspec::check_update(changes)
     }
 
     async fn validate_create(&self, ctx: &Ctx, row: &mut Row, input: &Object) -> Result<()> {
