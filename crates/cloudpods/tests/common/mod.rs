@@ -692,3 +692,6 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Tenancy fixtures of the authorization tests.
+pub mod authz;
