@@ -121,6 +121,26 @@ impl RealHost {
         self.data.clone()
     }
 
+    /// A request to the agent signed with its secret, as the region signs.
+    fn signed(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> reqwest::RequestBuilder {
+        let secret =
+            std::fs::read_to_string(self.data().join("agent.secret")).expect("agent.secret");
+        cloudpods_host::agent::signed_request(
+            &reqwest::Client::new(),
+            &secret,
+            method,
+            &format!("{}{path}", self.manager_uri),
+            body,
+            None,
+        )
+        .expect("sign")
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("host.log")).unwrap_or_default()
     }
@@ -521,7 +541,9 @@ async fn five_guests_at_once_download_the_image_once() {
     for id in &ids {
         h.wait_serial(id, "CLOUDPODS-READY", 240).await;
     }
-    let cache: Value = reqwest::get(format!("{}/disks/image_cache", h.manager_uri))
+    let cache: Value = h
+        .signed(reqwest::Method::GET, "/disks/image_cache", None)
+        .send()
         .await
         .unwrap()
         .json()
@@ -769,9 +791,12 @@ async fn bad_input_fails_with_the_reason_and_leaves_nothing() {
 
     // A guest the agent does not know.
     let unknown = "00000000-0000-4000-8000-000000000001";
-    let resp = reqwest::Client::new()
-        .post(format!("{}/servers/{unknown}/start", h.manager_uri))
-        .json(&json!({}))
+    let resp = h
+        .signed(
+            reqwest::Method::POST,
+            &format!("/servers/{unknown}/start"),
+            Some(&json!({})),
+        )
         .send()
         .await
         .unwrap();
@@ -784,6 +809,53 @@ async fn bad_input_fails_with_the_reason_and_leaves_nothing() {
             .is_some_and(|d| d.contains("not on this host")),
         "{body}"
     );
+    // Unsigned, the agent does nothing: no guest directory, no QEMU.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/servers/{unknown}/deploy", h.manager_uri))
+        .json(
+            &json!({"desc": {"uuid": unknown, "cpu": 1, "mem": 256, "disks": [], "nics": []},
+                      "params": {}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["class"], "UnauthorizedError", "{body}");
+    assert!(!h.data().join("servers").join(unknown).exists());
+    // A machine type outside the list is refused by the region, nothing
+    // written; the agent refuses it too when asked directly (signed).
+    let resp = c
+        .admin
+        .post(
+            &format!("{r}/servers"),
+            json!({"server": {"name": "vm-machine", "vcpu_count": 1, "vmem_size": 256,
+                   "disks": [{"size": 1024}], "nets": [{"network": "net0"}],
+                   "machine": "pc,accel=kvm"}}),
+        )
+        .await;
+    assert_error(&resp, 400, "InputParameterError");
+    let list = c.admin.get(&format!("{r}/servers?name=vm-machine")).await;
+    assert_eq!(
+        list.body["servers"].as_array().map(Vec::len),
+        Some(0),
+        "{list:?}"
+    );
+    let resp = h
+        .signed(
+            reqwest::Method::POST,
+            &format!("/servers/{unknown}/deploy"),
+            Some(
+                &json!({"desc": {"uuid": unknown, "cpu": 1, "mem": 256, "machine": "virt",
+                                  "disks": [], "nics": []}, "params": {}}),
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    assert!(!h.data().join("servers").join(unknown).exists());
+
     // …and through the region: a guest the agent lost (its directory
     // removed behind its back) fails to start with that reason.
     let (ok, out, err) = create(&c, "vm-lost", "1g", false);
