@@ -829,7 +829,10 @@ mod tests {
             json!({"direction": "sideways", "protocol": "tcp"}),
             json!({"direction": "in", "protocol": "tcp", "action": "maybe"}),
         ] {
-            assert!(rule_lines(std::slice::from_ref(&bad), "in").is_err(), "{bad}");
+            assert!(
+                rule_lines(std::slice::from_ref(&bad), "in").is_err(),
+                "{bad}"
+            );
         }
         // Host bits are dropped, 0.0.0.0/0 is any peer, IPv6 is skipped.
         let r = vec![
