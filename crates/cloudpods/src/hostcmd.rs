@@ -243,7 +243,8 @@ pub async fn start(
             image_cache: Some(cfg.data_dir.join("image_cache")),
         },
     )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    .map_err(|e| anyhow::anyhow!("{e}"))?
+    .with_catalog(client.clone());
     let router = cloudpods_host::agent::router(driver.clone(), agent_cfg.clone());
     let server = tokio::spawn(async move { axum::serve(listener, router).await });
 

@@ -333,7 +333,9 @@ async fn the_agent_answers_only_the_region() {
     // Signed, but the result would be posted somewhere else: refused
     // before any work.
     for notify in [
-        "http://127.0.0.1:9/tasks/t?stage=a&key=b".to_string(),
+        "http://127.0.0.2:9/tasks/t?stage=a&key=b".to_string(),
+        "https://127.0.0.1:9/tasks/t?stage=a&key=b".to_string(),
+        format!("{r}/tasks/t?stage=a").replace("http://", "http://user:pw@"),
         format!("{r}/servers/x?stage=a"),
         format!("{r}/tasks/a/b?stage=a"),
     ] {

@@ -37,10 +37,19 @@ const MAX_BODY: usize = 8 * 1024 * 1024;
 #[derive(Clone)]
 pub struct AgentConfig {
     key: Arc<Vec<u8>>,
-    notify: Arc<reqwest::Url>,
+    /// `{region}/tasks/` of the region registered with, then of every
+    /// compute endpoint seen in the catalog since.
+    notify: Arc<RwLock<Vec<reqwest::Url>>>,
+    /// Where to re-read the catalog when a notify URL is not known (a
+    /// region restarted on another address, a second region process).
+    catalog: Option<cloudpods_sdk::Client>,
+    refresh: Arc<tokio::sync::Mutex<Option<std::time::Instant>>>,
     roots: Roots,
     storages: Arc<RwLock<Vec<String>>>,
 }
+
+/// How often a notify URL that is not known may trigger a catalog read.
+const CATALOG_REFRESH: Duration = Duration::from_secs(2);
 
 impl AgentConfig {
     /// `secret`: this host's agent secret (hex, as registered);
@@ -50,14 +59,77 @@ impl AgentConfig {
     pub fn new(secret: &str, region_url: &str, roots: Roots) -> Result<AgentConfig, DriverError> {
         let key = agent_auth::parse_secret(secret)
             .ok_or_else(|| DriverError("the agent secret is not 32 bytes of hex".into()))?;
-        let notify = reqwest::Url::parse(&format!("{}/tasks/", region_url.trim_end_matches('/')))
-            .map_err(|e| DriverError(format!("region URL {region_url:?}: {e}")))?;
+        let notify = tasks_url(region_url)
+            .ok_or_else(|| DriverError(format!("region URL {region_url:?} is not a URL")))?;
         Ok(AgentConfig {
             key: Arc::new(key),
-            notify: Arc::new(notify),
+            notify: Arc::new(RwLock::new(vec![notify])),
+            catalog: None,
+            refresh: Arc::default(),
             roots,
             storages: Arc::default(),
         })
+    }
+
+    /// Also accept the compute endpoints of `client`'s catalog, re-read
+    /// (token validation, at most every 2 s) when a notify URL matches
+    /// none of the known ones.
+    pub fn with_catalog(mut self, client: cloudpods_sdk::Client) -> AgentConfig {
+        self.catalog = Some(client);
+        self
+    }
+
+    fn known(&self) -> Vec<reqwest::Url> {
+        match self.notify.read() {
+            Ok(n) => n.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Whether the notify URL is the region's, re-reading the catalog once
+    /// when it is not known.
+    async fn notify_allowed(&self, url: &str) -> bool {
+        if self.known().iter().any(|b| notify_matches(b, url)) {
+            return true;
+        }
+        let Some(client) = &self.catalog else {
+            return false;
+        };
+        let mut last = self.refresh.lock().await;
+        // Another request may have refreshed while this one waited.
+        if self.known().iter().any(|b| notify_matches(b, url)) {
+            return true;
+        }
+        if last.is_some_and(|t| t.elapsed() < CATALOG_REFRESH) {
+            return false;
+        }
+        *last = Some(std::time::Instant::now());
+        let session = client.token();
+        match client.validate_token(session.id()).await {
+            Ok(token) => {
+                let found: Vec<reqwest::Url> = token
+                    .catalog
+                    .iter()
+                    .filter(|s| s.service_type == "compute_v2")
+                    .flat_map(|s| s.endpoints.iter())
+                    .filter_map(|e| {
+                        tasks_url(&cloudpods_sdk::endpoint::service_base(&e.url, "compute_v2"))
+                    })
+                    .collect();
+                let mut n = match self.notify.write() {
+                    Ok(n) => n,
+                    Err(p) => p.into_inner(),
+                };
+                for f in found {
+                    if !n.contains(&f) {
+                        tracing::info!(region = %f, "a region endpoint from the catalog may receive callbacks");
+                        n.push(f);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "re-reading the catalog failed"),
+        }
+        self.known().iter().any(|b| notify_matches(b, url))
     }
 
     /// The storages registered for this host (known after registration;
@@ -79,23 +151,29 @@ impl AgentConfig {
             storages,
         }
     }
+}
 
-    /// Whether a notify URL points at the region: same scheme, host and
-    /// port, path under `/tasks/`, no credentials.
-    fn notify_ok(&self, url: &str) -> bool {
-        let Ok(u) = reqwest::Url::parse(url) else {
-            return false;
-        };
-        let base = &self.notify;
-        u.scheme() == base.scheme()
-            && u.host_str() == base.host_str()
-            && u.port_or_known_default() == base.port_or_known_default()
-            && u.username().is_empty()
-            && u.password().is_none()
-            && u.path().starts_with(base.path())
-            && u.path().len() > base.path().len()
-            && !u.path()[base.path().len()..].contains(['/', '\\'])
-    }
+/// `{base}/tasks/` as a URL.
+fn tasks_url(base: &str) -> Option<reqwest::Url> {
+    reqwest::Url::parse(&format!("{}/tasks/", base.trim_end_matches('/'))).ok()
+}
+
+/// Whether a notify URL points under `base` (`{region}/tasks/`): same
+/// scheme and host, one path segment below, no credentials. The port may
+/// differ: several region processes share a machine and a database, and a
+/// region restarted on another port keeps its tasks (the whole URL is
+/// covered by the region's signature anyway).
+fn notify_matches(base: &reqwest::Url, url: &str) -> bool {
+    let Ok(u) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    u.scheme() == base.scheme()
+        && u.host_str() == base.host_str()
+        && u.username().is_empty()
+        && u.password().is_none()
+        && u.path().starts_with(base.path())
+        && u.path().len() > base.path().len()
+        && !u.path()[base.path().len()..].contains(['/', '\\'])
 }
 
 /// Load this agent's secret from `path`, or create it (32 random bytes,
@@ -285,16 +363,13 @@ async fn authenticate(State(st): State<AgentState>, req: Request, next: Next) ->
         return unauthorized(&path, e);
     }
     if let Some(n) = notify
-        && !st.cfg.notify_ok(n)
+        && !st.cfg.notify_allowed(n).await
     {
         tracing::warn!(path, "refused a notify URL outside the region");
         return error(
             StatusCode::BAD_REQUEST,
             "InputParameterError",
-            &format!(
-                "X-Task-Notify-Url must be under the region this host registered with ({})",
-                st.cfg.notify
-            ),
+            "X-Task-Notify-Url must be under a region endpoint this host knows ({region}/tasks/…)",
         );
     }
     let mut parts = parts;
@@ -321,7 +396,7 @@ where
         Some(url) => {
             // Checked by `authenticate` already; kept here so no path can
             // post elsewhere.
-            if !st.cfg.notify_ok(&url) {
+            if !st.cfg.known().iter().any(|b| notify_matches(b, &url)) {
                 return invalid(DriverError(
                     "X-Task-Notify-Url must be under the region this host registered with".into(),
                 ));

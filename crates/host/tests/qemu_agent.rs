@@ -534,7 +534,7 @@ async fn bad_inputs_fail_with_the_reason_and_leave_nothing() {
             &e.secret,
             "/disks/st/create/d9",
             json!({"disk": {"size": 64}}),
-            Some(("t1", "http://127.0.0.1:8/tasks/t1?stage=a&key=b")),
+            Some(("t1", "http://10.255.255.1:9/tasks/t1?stage=a&key=b")),
         )
         .await;
     assert_eq!(st, 400, "{v}");
