@@ -26,14 +26,6 @@
 //! longer exists, so a new endpoint cannot ship untested. Responses that are
 //! allowed are checked for leaks: a 2xx answer to an outsider must not
 //! contain the ids of A's objects or of other users.
-//!
-//! KNOWN FAILING (issue 13, as of the commit that added this test), 7 of
-//! 4859 requests:
-//! - `POST /cachedimages` and `POST /cloudregions/{id}/cachedimages` as
-//!   owner-b and d2-admin answer 200 (a cached-image record is made in the
-//!   caller's project); cached images are system-managed.
-//! - `GET /networks/{id}/addresses` on a shared network, as member-b,
-//!   owner-b and d2-admin, lists the `owner_id` of A's EIP.
 
 mod common;
 

@@ -661,9 +661,8 @@ async fn legitimate_paths_still_work() {
             t.proj_a, t.victim_id
         ))
         .await;
-    // KNOWN FAILING (issue 13, as of this commit): 404 "user … not found" —
-    // owner-a may grant a role to a user of A but not list that user's
-    // roles, because the user record is hidden at project scope.
+    // The user record is hidden at project scope, but the user is addressed
+    // within A's domain as for a grant.
     assert_eq!(
         roles.status, 200,
         "owner-a lists a user's roles in A: {roles:?}"

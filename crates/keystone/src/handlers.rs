@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use cloudpods_apis::identity::AuthRequest;
 use cloudpods_db::{Row, crud};
 use cloudpods_rbac::Scope;
+use cloudpods_rest::context::Grant;
 use cloudpods_rest::dispatch::{empty, ok_json};
 use cloudpods_rest::params::{flag, get_str};
 use cloudpods_rest::{ApiRequest, Ctx, HttpError, Result, Service};
@@ -299,29 +300,52 @@ struct AssignmentPath {
     role: Row,
 }
 
-async fn assignment_path(ks: &Keystone, r: &ApiRequest, action: &str) -> Result<AssignmentPath> {
+/// The actor and target of an assignment route, looked up as the caller
+/// may address them, with the caller's grant on assignments.
+struct AssignmentParties {
+    grant: Grant,
+    actor_what: &'static str,
+    target_what: &'static str,
+    actor: Row,
+    target: Row,
+}
+
+async fn assignment_parties(
+    ks: &Keystone,
+    r: &ApiRequest,
+    action: &str,
+) -> Result<AssignmentParties> {
     let ctx = r.ctx()?;
     let grant = ctx.require("assignments", action, None)?;
-    let (target_desc, target_what): (&'static cloudpods_db::ModelDesc, &str) =
+    let (target_desc, target_what): (&'static cloudpods_db::ModelDesc, &'static str) =
         if r.params.get("kind_target").map(String::as_str) == Some("domains") {
             (&DOMAINS, "domain")
         } else {
             (&PROJECTS, "project")
         };
-    let (actor_desc, actor_what): (&'static cloudpods_db::ModelDesc, &str) =
+    let (actor_desc, actor_what): (&'static cloudpods_db::ModelDesc, &'static str) =
         if r.params.get("kind_actor").map(String::as_str) == Some("groups") {
             (&GROUPS, "group")
         } else {
             (&USERS, "user")
         };
     let target = find(ks, ctx, target_desc, r.param("target"), target_what).await?;
-    let role = find(ks, ctx, &ROLES, r.param("role"), "role").await?;
-    // Domain admins manage their own domain only.
+    // Domain admins manage their own domain only; project owners their own
+    // project only.
     let target_domain = if target_what == "domain" {
         s(&target, "id")
     } else {
         s(&target, "domain_id")
     };
+    let outside = (grant.scope != Scope::System && target_domain != ctx.identity.domain_id)
+        || (grant.scope == Scope::Project
+            && (target_what != "project" || s(&target, "id") != ctx.identity.project_id));
+    if outside {
+        return Err(HttpError::forbidden(format!(
+            "not allowed to manage roles in {target_what} {}",
+            s(&target, "name")
+        )));
+    }
     // Below system scope the actor is addressed within the target's domain
     // (a project owner adds users it cannot list to its project).
     let actor = if grant.scope == Scope::System {
@@ -330,29 +354,28 @@ async fn assignment_path(ks: &Keystone, r: &ApiRequest, action: &str) -> Result<
         let conds = vec![crud::eq("domain_id", target_domain.as_str())];
         store::find_ident(&ks.db, actor_desc, r.param("actor"), actor_what, conds).await?
     };
-    if grant.scope != Scope::System && target_domain != ctx.identity.domain_id {
-        return Err(HttpError::forbidden(format!(
-            "not allowed to change roles in {target_what} {}",
-            s(&target, "name")
-        )));
-    }
-    if grant.scope == Scope::Project
-        && (target_what != "project" || s(&target, "id") != ctx.identity.project_id)
-    {
-        return Err(HttpError::forbidden(format!(
-            "not allowed to change roles in {target_what} {}",
-            s(&target, "name")
-        )));
-    }
+    Ok(AssignmentParties {
+        grant,
+        actor_what,
+        target_what,
+        actor,
+        target,
+    })
+}
+
+async fn assignment_path(ks: &Keystone, r: &ApiRequest, action: &str) -> Result<AssignmentPath> {
+    let ctx = r.ctx()?;
+    let p = assignment_parties(ks, r, action).await?;
+    let role = find(ks, ctx, &ROLES, r.param("role"), "role").await?;
     // No one hands out more than it holds.
     if action != "list" {
         privilege::check_ceiling(
-            grant.scope,
+            p.grant.scope,
             privilege::role_ceiling(ks, &s(&role, "id")).await?,
             &format!("role {}", s(&role, "name")),
         )?;
     }
-    let kind = match (actor_what, target_what) {
+    let kind = match (p.actor_what, p.target_what) {
         ("user", "project") => "UserProject",
         ("group", "project") => "GroupProject",
         ("user", _) => "UserDomain",
@@ -360,8 +383,8 @@ async fn assignment_path(ks: &Keystone, r: &ApiRequest, action: &str) -> Result<
     };
     Ok(AssignmentPath {
         kind,
-        actor,
-        target,
+        actor: p.actor,
+        target: p.target,
         role,
     })
 }
@@ -414,27 +437,14 @@ async fn check_role(ks: Arc<Keystone>, r: ApiRequest) -> Result<Response> {
 }
 
 async fn list_roles(ks: Arc<Keystone>, r: ApiRequest) -> Result<Response> {
-    let ctx = r.ctx()?;
-    ctx.require("assignments", "list", None)?;
-    let user = find(&ks, ctx, &USERS, r.param("actor"), "user").await?;
-    let (target_id, domain) = if r.param("kind_target") == "domains" {
-        (
-            s(
-                &find(&ks, ctx, &DOMAINS, r.param("target"), "domain").await?,
-                "id",
-            ),
-            true,
-        )
-    } else {
-        (
-            s(
-                &find(&ks, ctx, &PROJECTS, r.param("target"), "project").await?,
-                "id",
-            ),
-            false,
-        )
-    };
-    let ids = store::role_ids(&ks.db, &s(&user, "id"), &target_id, domain).await?;
+    let p = assignment_parties(&ks, &r, "list").await?;
+    let ids = store::role_ids(
+        &ks.db,
+        &s(&p.actor, "id"),
+        &s(&p.target, "id"),
+        p.target_what == "domain",
+    )
+    .await?;
     let roles: Vec<Value> = crud::get_many(&ks.db, &ROLES, &ids)
         .await?
         .into_iter()

@@ -57,6 +57,40 @@ pub async fn rows_in(
     Ok(out)
 }
 
+/// The ids among `ids` whose rows also match `cond` (a caller's visibility);
+/// all of them when there is no condition.
+pub async fn ids_matching(
+    db: &Db,
+    desc: &ModelDesc,
+    ids: &[String],
+    cond: Option<Sql>,
+) -> Result<std::collections::HashSet<String>, DbError> {
+    let Some(cond) = cond else {
+        return Ok(ids.iter().cloned().collect());
+    };
+    let mut out = std::collections::HashSet::new();
+    let mut ids: Vec<&String> = ids.iter().filter(|v| !v.is_empty()).collect();
+    ids.sort();
+    ids.dedup();
+    for chunk in ids.chunks(1000) {
+        let spec = ListSpec {
+            conds: vec![
+                crud::in_list(desc.pk(), chunk.iter().map(|v| v.as_str())),
+                cond.clone(),
+            ],
+            ..Default::default()
+        };
+        out.extend(
+            crud::list(db, desc, &spec)
+                .await?
+                .0
+                .iter()
+                .map(|r| s(r, desc.pk())),
+        );
+    }
+    Ok(out)
+}
+
 /// Rows keyed by id.
 pub async fn by_id(
     db: &Db,

@@ -5,6 +5,7 @@
 use std::sync::LazyLock;
 
 use cloudpods_db::{Column, IdStyle, ModelDesc, Owner};
+use cloudpods_rbac::Scope;
 
 pub static CLOUDACCOUNTS: LazyLock<ModelDesc> = LazyLock::new(|| {
     ModelDesc::new("cloudaccount", "cloudaccounts", "cloudaccounts_tbl")
@@ -115,6 +116,9 @@ pub static CACHEDIMAGES: LazyLock<ModelDesc> = LazyLock::new(|| {
     ModelDesc::new("cachedimage", "cachedimages", "cachedimages_tbl")
         .service("compute")
         .owner(Owner::Project)
+        // The image caches of a region are infrastructure: synced from the
+        // clouds or made by the system admin, never by a tenant.
+        .managed_at(Scope::System)
         .standalone()
         .status("active")
         .external()

@@ -1227,7 +1227,7 @@ impl Model for Infra {
                 ips.sort_by_key(|ip| ipam::ip_to_u32(ip).unwrap_or(0));
                 Ok(json!({"reserved_ips": ips}))
             }
-            ("network", "addresses") => self.network_addresses(&obj).await,
+            ("network", "addresses") => self.network_addresses(ctx, &obj).await,
             _ => generic::spec_common(self, ctx, obj, spec, q).await,
         }
     }
@@ -1575,29 +1575,75 @@ impl Infra {
         Ok(())
     }
 
-    /// `GET /networks/{id}/addresses`: who holds which address.
-    async fn network_addresses(&self, net: &Row) -> Result<Value> {
+    /// `GET /networks/{id}/addresses`: who holds which address. A shared
+    /// network is seen by many tenants; each sees only the holders it may
+    /// see itself (its guests and EIPs; hosts and reservations with an
+    /// infrastructure grant), as Cloudpods filters the address details by
+    /// the caller's scope.
+    async fn network_addresses(&self, ctx: &Ctx, net: &Row) -> Result<Value> {
         let db = self.db();
         let id = s(net, "id");
+        let id = std::slice::from_ref(&id);
         let mut out = Vec::new();
-        for r in store::rows_in(db, &GUESTNETWORKS, "network_id", std::slice::from_ref(&id)).await?
-        {
-            out.push(json!({"ip_addr": s(&r, "ip_addr"), "owner_type": "guest",
-                            "owner_id": s(&r, "guest_id"), "mac_addr": s(&r, "mac_addr")}));
-        }
-        for r in store::rows_in(db, &HOSTNETWORKS, "network_id", std::slice::from_ref(&id)).await? {
-            out.push(json!({"ip_addr": s(&r, "ip_addr"), "owner_type": "host",
-                            "owner_id": s(&r, "host_id"), "mac_addr": s(&r, "mac_addr")}));
-        }
-        for r in store::rows_in(db, &RESERVEDIPS, "network_id", std::slice::from_ref(&id)).await? {
-            out.push(
-                json!({"ip_addr": s(&r, "ip_addr"), "owner_type": "reserved",
-                            "owner_id": s(&r, "id"), "notes": s(&r, "notes")}),
+        let mut held: Vec<(&'static ModelDesc, Vec<Value>)> = Vec::new();
+        let guests = store::rows_in(db, &GUESTNETWORKS, "network_id", id).await?;
+        held.push((
+            &GUESTS,
+            guests
+                .iter()
+                .map(|r| {
+                    json!({"ip_addr": s(r, "ip_addr"),
+            "owner_type": "guest", "owner_id": s(r, "guest_id"), "mac_addr": s(r, "mac_addr")})
+                })
+                .collect(),
+        ));
+        let hosts = store::rows_in(db, &HOSTNETWORKS, "network_id", id).await?;
+        held.push((
+            &HOSTS,
+            hosts
+                .iter()
+                .map(|r| {
+                    json!({"ip_addr": s(r, "ip_addr"),
+            "owner_type": "host", "owner_id": s(r, "host_id"), "mac_addr": s(r, "mac_addr")})
+                })
+                .collect(),
+        ));
+        let reserved = store::rows_in(db, &RESERVEDIPS, "network_id", id).await?;
+        held.push((
+            &RESERVEDIPS,
+            reserved
+                .iter()
+                .map(|r| {
+                    json!({"ip_addr": s(r, "ip_addr"),
+            "owner_type": "reserved", "owner_id": s(r, "id"), "notes": s(r, "notes")})
+                })
+                .collect(),
+        ));
+        let eips = store::rows_in(db, &EIPS, "network_id", id).await?;
+        held.push((
+            &EIPS,
+            eips.iter()
+                .map(|r| {
+                    json!({"ip_addr": s(r, "ip_addr"),
+            "owner_type": "eip", "owner_id": s(r, "id")})
+                })
+                .collect(),
+        ));
+        for (desc, entries) in held {
+            let Some(scope) = ctx.max_scope_on(desc, "list", None) else {
+                continue;
+            };
+            let owners: Vec<String> = entries
+                .iter()
+                .filter_map(|a| a["owner_id"].as_str().map(str::to_string))
+                .collect();
+            let visible =
+                store::ids_matching(db, desc, &owners, ctx.visibility(desc, scope)).await?;
+            out.extend(
+                entries
+                    .into_iter()
+                    .filter(|a| a["owner_id"].as_str().is_some_and(|o| visible.contains(o))),
             );
-        }
-        for r in store::rows_in(db, &EIPS, "network_id", std::slice::from_ref(&id)).await? {
-            out.push(json!({"ip_addr": s(&r, "ip_addr"), "owner_type": "eip",
-                            "owner_id": s(&r, "id")}));
         }
         out.retain(|a| a["ip_addr"].as_str().is_some_and(|x| !x.is_empty()));
         out.sort_by_key(|a| ipam::ip_to_u32(a["ip_addr"].as_str().unwrap_or("")).unwrap_or(0));
