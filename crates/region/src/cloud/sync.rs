@@ -28,6 +28,9 @@ use cloudpods_db::{Db, DbError, ListSpec, ModelDesc, Row, Sql, crud};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+/// External id → our id, of one kind of row.
+type Ids = HashMap<String, String>;
+
 use super::models::*;
 use crate::models::*;
 use crate::store::s;
@@ -641,7 +644,6 @@ impl RegionJob {
 
     async fn run_inner(&self, out: &mut Outcome) -> Result<(), DbError> {
         let d = &self.driver;
-        let reg = self.region_ext.as_str();
         let listing = std::time::Instant::now();
         // Every list in parallel; each result is handled on its own.
         let (zones, vpcs, nets, sgs, (vms, disks), eips, images, snaps, skus) = tokio::join!(
@@ -670,7 +672,36 @@ impl RegionJob {
         out.list_seconds += listing.elapsed().as_secs_f64();
         let applying = std::time::Instant::now();
 
-        // Zones, then the per-zone host and storages.
+        let (zones, zone_ids) = self.sync_zones(zones, out).await?;
+        let (host_ids, storage_ids) = self
+            .sync_hosts_and_storages(zones.as_deref(), &zone_ids, out)
+            .await?;
+        self.sync_skus(skus, out).await?;
+        let (vpcs_ok, vpc_ids) = self.sync_vpcs(vpcs, out).await?;
+        let net_ids = self
+            .sync_networks(nets, vpcs_ok, &vpc_ids, &zone_ids, out)
+            .await?;
+        let sg_ids = self.sync_secgroups(sgs, &vpc_ids, out).await?;
+        let (vms_ok, vm_list, guest_ids) = self
+            .sync_servers(vms, &host_ids, &net_ids, &sg_ids, out)
+            .await?;
+        let disk_ids = self
+            .sync_disks(disks, &storage_ids, vms_ok, &vm_list, &guest_ids, out)
+            .await?;
+        self.sync_eips(eips, vms_ok, &guest_ids, out).await?;
+        self.sync_images(images, out).await?;
+        self.sync_snapshots(snaps, &disk_ids, out).await?;
+        out.apply_seconds += applying.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    /// Zones; the external id → id map of this region's zones.
+    async fn sync_zones(
+        &self,
+        zones: cp::Result<Vec<cp::Zone>>,
+        out: &mut Outcome,
+    ) -> Result<(Option<Vec<cp::Zone>>, Ids), DbError> {
+        let reg = self.region_ext.as_str();
         let zones = match zones {
             Ok(z) => {
                 let plan = Plan {
@@ -709,6 +740,18 @@ impl RegionJob {
             .await?
             .into_iter()
             .collect();
+        Ok((zones, zone_ids))
+    }
+
+    /// The per-zone host and storages of the provider.
+    async fn sync_hosts_and_storages(
+        &self,
+        zones: Option<&[cp::Zone]>,
+        zone_ids: &Ids,
+        out: &mut Outcome,
+    ) -> Result<(Ids, Ids), DbError> {
+        let reg = self.region_ext.as_str();
+        let d = &self.driver;
         let zone_id_list: Vec<String> = zone_ids.values().cloned().collect();
 
         let mut host_ids: HashMap<String, String> = HashMap::new();
@@ -785,10 +828,16 @@ impl RegionJob {
                 .into_iter()
                 .collect();
         }
-        let host_id_list: Vec<String> = host_ids.values().cloned().collect();
-        let storage_id_list: Vec<String> = storage_ids.values().cloned().collect();
+        Ok((host_ids, storage_ids))
+    }
 
-        // SKUs (shared per provider and region).
+    /// SKUs (shared per provider and region).
+    async fn sync_skus(
+        &self,
+        skus: cp::Result<Vec<cp::Sku>>,
+        out: &mut Outcome,
+    ) -> Result<(), DbError> {
+        let reg = self.region_ext.as_str();
         if self.wants("skus") {
             match skus {
                 Ok(list) => {
@@ -819,8 +868,16 @@ impl RegionJob {
                 Err(e) => out.error(reg, "skus", "", e),
             }
         }
+        Ok(())
+    }
 
-        // VPCs.
+    /// VPCs: whether the list succeeded, and their ids.
+    async fn sync_vpcs(
+        &self,
+        vpcs: cp::Result<Vec<cp::Vpc>>,
+        out: &mut Outcome,
+    ) -> Result<(bool, Ids), DbError> {
+        let reg = self.region_ext.as_str();
         let mut vpcs_ok = false;
         match vpcs {
             Ok(list) => {
@@ -856,8 +913,19 @@ impl RegionJob {
             .await?
             .into_iter()
             .collect();
+        Ok((vpcs_ok, vpc_ids))
+    }
 
-        // Wires (one per VPC and zone) and networks (subnets).
+    /// Wires (one per VPC and zone) and networks (subnets).
+    async fn sync_networks(
+        &self,
+        nets: cp::Result<Vec<cp::Network>>,
+        vpcs_ok: bool,
+        vpc_ids: &Ids,
+        zone_ids: &Ids,
+        out: &mut Outcome,
+    ) -> Result<Ids, DbError> {
+        let reg = self.region_ext.as_str();
         match nets {
             Ok(list) if vpcs_ok => {
                 let mut wires: BTreeMap<String, Row> = BTreeMap::new();
@@ -928,8 +996,17 @@ impl RegionJob {
             .await?
             .into_iter()
             .collect();
+        Ok(net_ids)
+    }
 
-        // Security groups and their rules.
+    /// Security groups and their rules.
+    async fn sync_secgroups(
+        &self,
+        sgs: cp::Result<Vec<cp::SecGroup>>,
+        vpc_ids: &Ids,
+        out: &mut Outcome,
+    ) -> Result<Ids, DbError> {
+        let reg = self.region_ext.as_str();
         match sgs {
             Ok(list) => {
                 let plan = self.region_plan(
@@ -984,8 +1061,138 @@ impl RegionJob {
             .await?
             .into_iter()
             .collect();
+        Ok(sg_ids)
+    }
 
-        // Servers, their NICs and security groups.
+    /// Instances our own create tasks launched carry the guest's id in a
+    /// tag: adopt the row (a sync racing the task must not add a second
+    /// one). Answers the instances of guests deleted here, to be skipped.
+    async fn adopt_tagged(
+        &self,
+        vm_list: &[cp::Vm],
+        host_by_zone: &Ids,
+    ) -> Result<HashSet<String>, DbError> {
+        let tagged: HashMap<String, String> = vm_list
+            .iter()
+            .filter_map(|v| {
+                v.tags
+                    .get("cloudpods-guest-id")
+                    .map(|g| (g.clone(), v.external_id.clone()))
+            })
+            .collect();
+        let mut skip: HashSet<String> = HashSet::new();
+        if !tagged.is_empty() {
+            let ids: Vec<String> = tagged.keys().cloned().collect();
+            let rows = crud::list(
+                &self.db,
+                &GUESTS,
+                &ListSpec {
+                    conds: vec![self.mgr(), in_ids("id", &ids)],
+                    include_deleted: true,
+                    ..Default::default()
+                },
+            )
+            .await?
+            .0;
+            for g in rows {
+                let ext = tagged.get(&s(&g, "id")).cloned().unwrap_or_default();
+                if crate::store::b(&g, "deleted") {
+                    skip.insert(ext);
+                } else if s(&g, "external_id").is_empty() || s(&g, "host_id").is_empty() {
+                    let zone = vm_list
+                        .iter()
+                        .find(|v| v.external_id == ext)
+                        .map(|v| v.zone_id.clone())
+                        .unwrap_or_default();
+                    let mut ch = Row::new();
+                    ch.insert("external_id".into(), json!(ext));
+                    if let Some(h) = host_by_zone.get(&zone) {
+                        ch.insert("host_id".into(), json!(h));
+                    }
+                    crud::update(self.db.write(), &GUESTS, &s(&g, "id"), &ch).await?;
+                }
+            }
+        }
+        Ok(skip)
+    }
+
+    /// The guests' NICs and security groups, from the instances' view.
+    async fn sync_guest_joints(
+        &self,
+        vm_list: &[cp::Vm],
+        guest_ids: &Ids,
+        net_ids: &Ids,
+        sg_ids: &Ids,
+        out: &mut Outcome,
+    ) -> Result<(), DbError> {
+        let reg = self.region_ext.as_str();
+        let parents: Vec<String> = guest_ids.values().cloned().collect();
+        let mut nics: HashMap<String, Vec<Row>> = HashMap::new();
+        let mut groups: HashMap<String, Vec<Row>> = HashMap::new();
+        for v in vm_list {
+            let Some(gid) = guest_ids.get(&v.external_id) else {
+                continue;
+            };
+            nics.insert(
+                gid.clone(),
+                v.nics
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, n)| {
+                        let nid = net_ids.get(&n.network_id)?;
+                        Some(row(json!({"network_id": nid, "ip_addr": n.ip,
+                                        "mac_addr": if n.mac.is_empty() { Value::Null } else { json!(n.mac) },
+                                        "index": i, "ifname": format!("eth{i}"), "is_default": i == 0})))
+                    })
+                    .collect(),
+            );
+            groups.insert(
+                gid.clone(),
+                v.secgroup_ids
+                    .iter()
+                    .filter_map(|g| sg_ids.get(g))
+                    .map(|g| row(json!({"secgroup_id": g})))
+                    .collect(),
+            );
+        }
+        sync_joint(
+            &self.db,
+            &GUESTNETWORKS,
+            "guest_id",
+            &parents,
+            nics,
+            &["network_id", "ip_addr", "mac_addr", "index"],
+            reg,
+            "guestnetworks",
+            out,
+        )
+        .await?;
+        sync_joint(
+            &self.db,
+            &GUESTSECGROUPS,
+            "guest_id",
+            &parents,
+            groups,
+            &["secgroup_id"],
+            reg,
+            "guestsecgroups",
+            out,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Servers, their NICs and security groups: whether the list is complete, the instances, and the guests' ids.
+    async fn sync_servers(
+        &self,
+        vms: cp::Result<Vec<cp::Vm>>,
+        host_ids: &Ids,
+        net_ids: &Ids,
+        sg_ids: &Ids,
+        out: &mut Outcome,
+    ) -> Result<(bool, Vec<cp::Vm>, Ids), DbError> {
+        let reg = self.region_ext.as_str();
+        let host_id_list: Vec<String> = host_ids.values().cloned().collect();
         let mut guest_ids: HashMap<String, String> = HashMap::new();
         let vms_ok = vms.is_ok();
         let vm_list = match vms {
@@ -1004,50 +1211,7 @@ impl RegionJob {
                         .map(|z| (z.to_string(), id.clone()))
                 })
                 .collect();
-            // Instances our own create tasks launched carry the guest's id
-            // in a tag: adopt the row (a sync racing the task must not add
-            // a second one), and skip instances of guests deleted here.
-            let tagged: HashMap<String, String> = vm_list
-                .iter()
-                .filter_map(|v| {
-                    v.tags
-                        .get("cloudpods-guest-id")
-                        .map(|g| (g.clone(), v.external_id.clone()))
-                })
-                .collect();
-            let mut skip: HashSet<String> = HashSet::new();
-            if !tagged.is_empty() {
-                let ids: Vec<String> = tagged.keys().cloned().collect();
-                let rows = crud::list(
-                    &self.db,
-                    &GUESTS,
-                    &ListSpec {
-                        conds: vec![self.mgr(), in_ids("id", &ids)],
-                        include_deleted: true,
-                        ..Default::default()
-                    },
-                )
-                .await?
-                .0;
-                for g in rows {
-                    let ext = tagged.get(&s(&g, "id")).cloned().unwrap_or_default();
-                    if crate::store::b(&g, "deleted") {
-                        skip.insert(ext);
-                    } else if s(&g, "external_id").is_empty() || s(&g, "host_id").is_empty() {
-                        let zone = vm_list
-                            .iter()
-                            .find(|v| v.external_id == ext)
-                            .map(|v| v.zone_id.clone())
-                            .unwrap_or_default();
-                        let mut ch = Row::new();
-                        ch.insert("external_id".into(), json!(ext));
-                        if let Some(h) = host_by_zone.get(&zone) {
-                            ch.insert("host_id".into(), json!(h));
-                        }
-                        crud::update(self.db.write(), &GUESTS, &s(&g, "id"), &ch).await?;
-                    }
-                }
-            }
+            let skip = self.adopt_tagged(&vm_list, &host_by_zone).await?;
             let mut desired = Vec::with_capacity(vm_list.len());
             for v in vm_list.iter().filter(|v| !skip.contains(&v.external_id)) {
                 let Some(hid) = host_by_zone.get(&v.zone_id) else {
@@ -1095,59 +1259,8 @@ impl RegionJob {
                 }
             }
             guest_ids = a.ids;
-            let parents: Vec<String> = guest_ids.values().cloned().collect();
-            let mut nics: HashMap<String, Vec<Row>> = HashMap::new();
-            let mut groups: HashMap<String, Vec<Row>> = HashMap::new();
-            for v in &vm_list {
-                let Some(gid) = guest_ids.get(&v.external_id) else {
-                    continue;
-                };
-                nics.insert(
-                    gid.clone(),
-                    v.nics
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(i, n)| {
-                            let nid = net_ids.get(&n.network_id)?;
-                            Some(row(json!({"network_id": nid, "ip_addr": n.ip,
-                                            "mac_addr": if n.mac.is_empty() { Value::Null } else { json!(n.mac) },
-                                            "index": i, "ifname": format!("eth{i}"), "is_default": i == 0})))
-                        })
-                        .collect(),
-                );
-                groups.insert(
-                    gid.clone(),
-                    v.secgroup_ids
-                        .iter()
-                        .filter_map(|g| sg_ids.get(g))
-                        .map(|g| row(json!({"secgroup_id": g})))
-                        .collect(),
-                );
-            }
-            sync_joint(
-                &self.db,
-                &GUESTNETWORKS,
-                "guest_id",
-                &parents,
-                nics,
-                &["network_id", "ip_addr", "mac_addr", "index"],
-                reg,
-                "guestnetworks",
-                out,
-            )
-            .await?;
-            sync_joint(
-                &self.db,
-                &GUESTSECGROUPS,
-                "guest_id",
-                &parents,
-                groups,
-                &["secgroup_id"],
-                reg,
-                "guestsecgroups",
-                out,
-            )
-            .await?;
+            self.sync_guest_joints(&vm_list, &guest_ids, net_ids, sg_ids, out)
+                .await?;
         } else if !host_id_list.is_empty() {
             guest_ids = self
                 .ids_in(&GUESTS, vec![self.mgr(), in_ids("host_id", &host_id_list)])
@@ -1155,8 +1268,21 @@ impl RegionJob {
                 .into_iter()
                 .collect();
         }
+        Ok((vms_ok, vm_list, guest_ids))
+    }
 
-        // Disks and their attachment.
+    /// Disks and their attachment.
+    async fn sync_disks(
+        &self,
+        disks: cp::Result<Vec<cp::Disk>>,
+        storage_ids: &Ids,
+        vms_ok: bool,
+        vm_list: &[cp::Vm],
+        guest_ids: &Ids,
+        out: &mut Outcome,
+    ) -> Result<Ids, DbError> {
+        let reg = self.region_ext.as_str();
+        let storage_id_list: Vec<String> = storage_ids.values().cloned().collect();
         let mut disk_ids: HashMap<String, String> = HashMap::new();
         match disks {
             Ok(list) if self.wants("disks") && !storage_id_list.is_empty() => {
@@ -1257,8 +1383,18 @@ impl RegionJob {
             Ok(_) | Err(cp::CloudError::NotSupported(_)) => {}
             Err(e) => out.error(reg, "disks", "", e),
         }
+        Ok(disk_ids)
+    }
 
-        // EIPs.
+    /// EIPs, bound to the guests they are associated with.
+    async fn sync_eips(
+        &self,
+        eips: cp::Result<Vec<cp::Eip>>,
+        vms_ok: bool,
+        guest_ids: &Ids,
+        out: &mut Outcome,
+    ) -> Result<(), DbError> {
+        let reg = self.region_ext.as_str();
         match eips {
             Ok(list) if vms_ok || list.iter().all(|e| e.vm_id.is_empty()) => {
                 let plan = self.region_plan(
@@ -1283,8 +1419,16 @@ impl RegionJob {
             Ok(_) | Err(cp::CloudError::NotSupported(_)) => {}
             Err(e) => out.error(reg, "eips", "", e),
         }
+        Ok(())
+    }
 
-        // Images.
+    /// Images, as cached images of the region.
+    async fn sync_images(
+        &self,
+        images: cp::Result<Vec<cp::Image>>,
+        out: &mut Outcome,
+    ) -> Result<(), DbError> {
+        let reg = self.region_ext.as_str();
         match images {
             Ok(list) => {
                 let plan = self.region_plan(
@@ -1307,8 +1451,17 @@ impl RegionJob {
             Err(cp::CloudError::NotSupported(_)) => {}
             Err(e) => out.error(reg, "images", "", e),
         }
+        Ok(())
+    }
 
-        // Snapshots; `location` holds the region for public-cloud ones.
+    /// Snapshots; `location` holds the region for public-cloud ones.
+    async fn sync_snapshots(
+        &self,
+        snaps: cp::Result<Vec<cp::Snapshot>>,
+        disk_ids: &Ids,
+        out: &mut Outcome,
+    ) -> Result<(), DbError> {
+        let reg = self.region_ext.as_str();
         match snaps {
             Ok(list) => {
                 let plan = Plan {
@@ -1339,7 +1492,6 @@ impl RegionJob {
             Err(cp::CloudError::NotSupported(_)) => {}
             Err(e) => out.error(reg, "snapshots", "", e),
         }
-        out.apply_seconds += applying.elapsed().as_secs_f64();
         Ok(())
     }
 }
