@@ -15,7 +15,7 @@ use anyhow::Context;
 use cloudpods_cloudprovider::ProviderConfig;
 use cloudpods_cloudprovider::aws::AwsProvider;
 use cloudpods_cloudprovider::aws::client::Client;
-use cloudpods_cloudprovider::testkit::Moto;
+use cloudpods_testkit::moto::Moto;
 use serde_json::{Value, json};
 
 use crate::config::Config;

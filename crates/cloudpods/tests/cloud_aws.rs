@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use cloud_aws_common::*;
 use cloudpods_cloudprovider::RegionDriver;
-use cloudpods_cloudprovider::testkit::Moto;
+use cloudpods_testkit::moto::Moto;
 use common::*;
 use serde_json::json;
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use cloud_aws_common::*;
 use cloudpods_cloudprovider::ProviderConfig;
 use cloudpods_cloudprovider::aws::AwsProvider;
-use cloudpods_cloudprovider::testkit::{Fault, FaultProxy, Moto, Rule};
+use cloudpods_testkit::moto::{Fault, FaultProxy, Moto, Rule};
 use common::*;
 use serde_json::{Value, json};
 

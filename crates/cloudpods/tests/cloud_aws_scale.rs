@@ -9,7 +9,7 @@ mod common;
 use std::time::Instant;
 
 use cloud_aws_common::*;
-use cloudpods_cloudprovider::testkit::Moto;
+use cloudpods_testkit::moto::Moto;
 use common::*;
 use serde_json::json;
 

@@ -13,7 +13,7 @@ mod common;
 
 use cloud_aws_common::driver;
 use cloudpods_cloudprovider::RegionDriver;
-use cloudpods_cloudprovider::testkit::Moto;
+use cloudpods_testkit::moto::Moto;
 use cloudpods_db::{Row, crud};
 use cloudpods_region::cloud::models::CLOUDACCOUNTS;
 use cloudpods_region::cloud::sync::SyncOptions;

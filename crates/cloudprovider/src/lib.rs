@@ -17,12 +17,11 @@
 //! `Unauthorized` (credentials refused, with the cloud's message), `Throttled`
 //! (after the driver's own retries) and the rest.
 //!
-//! Drivers: [`aws`] (EC2 query API and S3, SigV4 signed by [`sigv4`]).
+//! Drivers: [`aws`] (EC2 query API and S3, SigV4 signed by
+//! [`cloudpods_sigv4`], whose S3 client lists the buckets).
 
 pub mod aws;
 mod error;
-pub mod sigv4;
-pub mod testkit;
 pub mod types;
 
 use std::sync::Arc;

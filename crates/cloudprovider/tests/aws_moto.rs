@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use cloudpods_cloudprovider::aws::AwsProvider;
-use cloudpods_cloudprovider::testkit::{Fault, FaultProxy, Moto, Rule};
+use cloudpods_testkit::moto::{Fault, FaultProxy, Moto, Rule};
 use cloudpods_cloudprovider::{
     CloudError, CreateNetwork, CreateVm, Provider, ProviderConfig, RegionDriver, SecRule,
 };

@@ -53,6 +53,15 @@ impl GlanceError {
     }
 }
 
+impl From<cloudpods_sigv4::s3::Error> for GlanceError {
+    fn from(e: cloudpods_sigv4::s3::Error) -> GlanceError {
+        match e {
+            cloudpods_sigv4::s3::Error::Io { path, source, .. } => GlanceError::io(&path, source),
+            e => GlanceError::Storage(e.to_string()),
+        }
+    }
+}
+
 impl From<GlanceError> for HttpError {
     fn from(e: GlanceError) -> HttpError {
         match e {

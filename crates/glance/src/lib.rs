@@ -12,9 +12,10 @@
 //! * [`pipeline`] — the life of the bytes: `queued → saving → probing →
 //!   converting → active` (or `save_fail` / `killed`), resumed after a
 //!   restart.
-//! * [`upload`], [`qemu`], [`store`], [`s3`], [`copy_from`] — receiving and
-//!   hashing, probing and converting, the storage backends, the SigV4 S3
-//!   client, URL imports that cannot reach internal addresses.
+//! * [`upload`], [`qemu`], [`store`], [`copy_from`] — receiving and
+//!   hashing, probing and converting, the storage backends (S3 through
+//!   [`s3`], the workspace's one S3 client), URL imports that cannot reach
+//!   internal addresses.
 
 pub mod copy_from;
 pub mod error;
@@ -23,9 +24,11 @@ pub mod models;
 pub mod pipeline;
 pub mod qemu;
 pub mod resource;
-pub mod s3;
 pub mod store;
 pub mod upload;
+
+/// The S3 client of the S3 backend (`cloudpods_sigv4::s3`).
+pub use cloudpods_sigv4::s3;
 
 use std::path::PathBuf;
 use std::sync::Arc;

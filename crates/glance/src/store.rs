@@ -103,7 +103,7 @@ impl Store {
                 )));
             };
             let key = rest.split_once('/').map(|(_, k)| k).unwrap_or_default();
-            return s3.get(key, start, end).await;
+            return Ok(s3.get(key, start, end).await?);
         }
         Err(GlanceError::Storage(format!(
             "unknown location {location:?}"
@@ -132,7 +132,7 @@ impl Store {
             && let Backend::S3(s3) = &self.backend
         {
             let key = rest.split_once('/').map(|(_, k)| k).unwrap_or_default();
-            return s3.delete(key).await;
+            return Ok(s3.delete(key).await?);
         }
         Ok(())
     }

@@ -5,6 +5,8 @@
 //! `scripts/test-deps` installs and starts all of them, so `scripts/test`
 //! (and CI, which runs it) has everything.
 
+pub mod moto;
+
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use reqwest::Url;
 
-use crate::sigv4::{self, Credentials};
+use cloudpods_sigv4::s3::{self, S3, S3Config};
+use cloudpods_sigv4::{Call, Credentials, Endpoint, error_parts, signed_request, uri_encode};
+
 use crate::{CloudError, ProviderConfig, Result};
 
 /// Error codes AWS uses for throttling.
@@ -127,36 +129,39 @@ impl Client {
             self.send(
                 service,
                 region,
-                "POST",
                 &url,
-                &[],
                 body.as_bytes(),
-                Some("application/x-www-form-urlencoded; charset=utf-8"),
+                "application/x-www-form-urlencoded; charset=utf-8",
             )
         })
         .await
     }
 
-    /// A GET on S3 (path style: `/bucket/key`).
-    pub async fn s3_get(
-        &self,
-        region: &str,
-        path: &str,
-        query: &[(String, String)],
-    ) -> Result<String> {
-        let mut url = self.endpoint("s3", region)?;
-        let base = url.path().trim_end_matches('/').to_string();
-        url.set_path(&format!("{base}{path}"));
-        self.with_retry("s3", true, || {
-            self.send("s3", region, "GET", &url, query, b"", None)
+    /// The account's buckets (S3 `ListBuckets`, account-wide), retried
+    /// like any read.
+    pub async fn list_buckets(&self, region: &str) -> Result<Vec<s3::BucketInfo>> {
+        let s3 = S3::with_http(
+            S3Config {
+                endpoint: self.endpoint("s3", region)?.to_string(),
+                bucket: String::new(),
+                access_key: self.cfg.account.clone(),
+                secret_key: self.cfg.secret.clone(),
+                region: region.to_string(),
+            },
+            self.http.clone(),
+        )
+        .map_err(s3_error)?;
+        let s3 = &s3;
+        self.with_retry("s3", true, move || async move {
+            s3.list_buckets().await.map_err(s3_error)
         })
         .await
     }
 
-    async fn with_retry<F, Fut>(&self, what: &str, read: bool, mut f: F) -> Result<String>
+    async fn with_retry<T, F, Fut>(&self, what: &str, read: bool, mut f: F) -> Result<T>
     where
         F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<String>>,
+        Fut: std::future::Future<Output = Result<T>>,
     {
         let attempts = self.cfg.max_attempts.max(1);
         let mut delay = self.cfg.backoff;
@@ -181,67 +186,30 @@ impl Client {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// One signed call; the body of a successful answer.
     async fn send(
         &self,
         service: &str,
         region: &str,
-        method: &str,
         url: &Url,
-        query: &[(String, String)],
         body: &[u8],
-        content_type: Option<&str>,
+        content_type: &str,
     ) -> Result<String> {
-        let host = match (url.host_str(), url.port()) {
-            (Some(h), Some(p)) => format!("{h}:{p}"),
-            (Some(h), None) => h.to_string(),
-            (None, _) => return Err(CloudError::Parse("endpoint without host".into())),
-        };
-        let amz_date = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
-        let payload_hash = sigv4::sha256_hex(body);
-        let mut headers = vec![
-            ("host".to_string(), host),
-            ("x-amz-date".to_string(), amz_date.clone()),
-        ];
-        if service == "s3" {
-            headers.push(("x-amz-content-sha256".into(), payload_hash.clone()));
-        }
-        if let Some(ct) = content_type {
-            headers.push(("content-type".into(), ct.into()));
-        }
-        let path = url.path().to_string();
-        let req = sigv4::Request {
-            method,
-            path: &path,
-            query,
+        let endpoint =
+            Endpoint::new(url).ok_or_else(|| CloudError::Parse("endpoint without host".into()))?;
+        let headers = [("content-type".to_string(), content_type.to_string())];
+        let call = Call {
+            method: reqwest::Method::POST,
+            path: "/",
+            query: &[],
             headers: &headers,
-            payload: body,
+            body: Some(body.to_vec().into()),
+            payload_hash: None,
         };
-        let auth = sigv4::authorization_with_hash(
-            &self.creds,
-            region,
-            service,
-            &amz_date,
-            &req,
-            &payload_hash,
-        );
-        let mut full = url.clone();
-        if !query.is_empty() {
-            full.set_query(Some(&sigv4::canonical_query(query)));
-        }
-        let method = reqwest::Method::from_bytes(method.as_bytes())
-            .map_err(|e| CloudError::Parse(e.to_string()))?;
-        let mut rb = self
-            .http
-            .request(method, full)
-            .header("authorization", auth)
-            .body(body.to_vec());
-        for (k, v) in &headers {
-            if k != "host" {
-                rb = rb.header(k.as_str(), v.as_str());
-            }
-        }
-        let resp = rb.send().await.map_err(transport)?;
+        let resp = signed_request(&self.http, &self.creds, region, service, &endpoint, call)
+            .send()
+            .await
+            .map_err(transport)?;
         let status = resp.status().as_u16();
         let text = resp.text().await.map_err(transport)?;
         if (200..300).contains(&status) {
@@ -253,7 +221,7 @@ impl Client {
 
 fn form_encode(s: &str) -> String {
     s.split(' ')
-        .map(sigv4::uri_encode)
+        .map(uri_encode)
         .collect::<Vec<_>>()
         .join("+")
 }
@@ -278,30 +246,22 @@ fn transport(e: reqwest::Error) -> CloudError {
     CloudError::Transport(msg)
 }
 
-/// The `Code` and `Message` of an AWS error document (EC2's
-/// `<Response><Errors><Error>`, STS/IAM's `<ErrorResponse><Error>`, S3's
-/// `<Error>`).
-pub fn error_parts(text: &str) -> (String, String) {
-    let find = |tag: &str| -> String {
-        let open = format!("<{tag}>");
-        let close = format!("</{tag}>");
-        text.find(&open)
-            .and_then(|i| {
-                let rest = &text[i + open.len()..];
-                rest.find(&close).map(|j| rest[..j].to_string())
-            })
-            .map(|s| unescape(&s))
-            .unwrap_or_default()
-    };
-    (find("Code"), find("Message"))
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&amp;", "&")
+/// An S3 client error as the driver reports it.
+fn s3_error(e: s3::Error) -> CloudError {
+    match e {
+        s3::Error::Status {
+            status,
+            code,
+            message,
+            ..
+        } => classify_parts(status, code, message),
+        s3::Error::Transport { source, .. } => transport(source),
+        e @ s3::Error::Endpoint(_) => CloudError::Invalid {
+            code: "InvalidAccessUrl".into(),
+            message: e.to_string(),
+        },
+        e => CloudError::Parse(e.to_string()),
+    }
 }
 
 pub fn classify(status: u16, text: &str) -> CloudError {
@@ -309,6 +269,11 @@ pub fn classify(status: u16, text: &str) -> CloudError {
     if message.is_empty() {
         message = text.chars().take(200).collect();
     }
+    classify_parts(status, code, message)
+}
+
+/// As [`classify`] with the document's code and message.
+fn classify_parts(status: u16, code: String, message: String) -> CloudError {
     if THROTTLE_CODES.contains(&code.as_str()) || status == 429 {
         return CloudError::Throttled(format!("{code}: {message}"));
     }

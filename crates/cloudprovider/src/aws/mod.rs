@@ -123,11 +123,10 @@ impl Provider for AwsProvider {
 
     async fn buckets(&self) -> Result<Vec<Bucket>> {
         let region = self.client.config().default_region.clone();
-        let text = self.client.s3_get(&region, "/", &[]).await?;
-        let r: xml::ListAllMyBuckets = parse("ListBuckets", &text)?;
-        Ok(r.buckets
-            .map(|b| b.bucket)
-            .unwrap_or_default()
+        Ok(self
+            .client
+            .list_buckets(&region)
+            .await?
             .into_iter()
             .map(|b| Bucket {
                 external_id: b.name.clone(),

@@ -1,5 +1,6 @@
-//! EC2 / STS / S3 response documents (the parts we read), decoded with
-//! quick-xml's serde support. EC2 lists are `<xxxSet><item>…</item></xxxSet>`.
+//! EC2 / STS response documents (the parts we read), decoded with
+//! quick-xml's serde support (S3's are read by `cloudpods_sigv4::s3`). EC2
+//! lists are `<xxxSet><item>…</item></xxxSet>`.
 
 use serde::Deserialize;
 
@@ -481,30 +482,6 @@ pub struct VCpuInfo {
 pub struct MemoryInfo {
     #[serde(default)]
     pub size_in_mi_b: i64,
-}
-
-// --- S3 --------------------------------------------------------------------
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ListAllMyBuckets {
-    #[serde(default)]
-    pub buckets: Option<BucketList>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct BucketList {
-    #[serde(default)]
-    pub bucket: Vec<BucketItem>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct BucketItem {
-    pub name: String,
-    #[serde(default)]
-    pub creation_date: String,
 }
 
 #[derive(Debug, Deserialize)]
