@@ -13,12 +13,12 @@ mod common;
 
 use cloud_aws_common::driver;
 use cloudpods_cloudprovider::RegionDriver;
-use cloudpods_testkit::moto::Moto;
 use cloudpods_db::{Row, crud};
 use cloudpods_region::cloud::models::CLOUDACCOUNTS;
 use cloudpods_region::cloud::sync::SyncOptions;
 use cloudpods_region::models::*;
 use cloudpods_taskman::{NewTask, Owner};
+use cloudpods_testkit::moto::Moto;
 use common::saga::{self, Lab, st};
 use serde_json::{Value, json};
 

@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use cloudpods_cloudprovider::aws::AwsProvider;
-use cloudpods_testkit::moto::{Fault, FaultProxy, Moto, Rule};
 use cloudpods_cloudprovider::{
     CloudError, CreateNetwork, CreateVm, Provider, ProviderConfig, RegionDriver, SecRule,
 };
+use cloudpods_testkit::moto::{Fault, FaultProxy, Moto, Rule};
 
 fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -220,10 +220,7 @@ impl Client {
 }
 
 fn form_encode(s: &str) -> String {
-    s.split(' ')
-        .map(uri_encode)
-        .collect::<Vec<_>>()
-        .join("+")
+    s.split(' ').map(uri_encode).collect::<Vec<_>>().join("+")
 }
 
 /// A transport error, without the URL's query (it holds no secret, but
