@@ -119,7 +119,8 @@ fn parse<'de, T: Deserialize<'de>>(op: &'static str, text: &'de str) -> Result<T
 /// A bucket on an endpoint.
 #[derive(Debug, Clone)]
 pub struct S3 {
-    cfg: S3Config,
+    bucket: String,
+    region: String,
     endpoint: Endpoint,
     creds: Credentials,
     http: reqwest::Client,
@@ -142,7 +143,8 @@ impl S3 {
             Endpoint::parse(&cfg.endpoint).ok_or_else(|| Error::Endpoint(cfg.endpoint.clone()))?;
         let creds = Credentials::new(cfg.access_key.clone(), cfg.secret_key.clone());
         Ok(S3 {
-            cfg,
+            bucket: cfg.bucket,
+            region: cfg.region,
             endpoint,
             creds,
             http,
@@ -150,15 +152,15 @@ impl S3 {
     }
 
     pub fn bucket(&self) -> &str {
-        &self.cfg.bucket
+        &self.bucket
     }
 
     /// `/bucket` or `/bucket/key`.
     fn path(&self, key: &str) -> String {
         if key.is_empty() {
-            format!("/{}", self.cfg.bucket)
+            format!("/{}", self.bucket)
         } else {
-            format!("/{}/{key}", self.cfg.bucket)
+            format!("/{}/{key}", self.bucket)
         }
     }
 
@@ -185,7 +187,7 @@ impl S3 {
         signed_request(
             &self.http,
             &self.creds,
-            &self.cfg.region,
+            &self.region,
             "s3",
             &self.endpoint,
             call,
