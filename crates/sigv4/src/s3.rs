@@ -197,6 +197,16 @@ impl S3 {
         .map_err(|source| Error::Transport { op, source })
     }
 
+    /// A request without query, headers or body.
+    async fn bare(
+        &self,
+        op: &'static str,
+        method: Method,
+        path: &str,
+    ) -> Result<reqwest::Response> {
+        self.send(op, method, path, &[], &[], None, false).await
+    }
+
     /// The response when it is a success, else its error document.
     async fn check(resp: reqwest::Response, op: &'static str) -> Result<reqwest::Response> {
         let status = resp.status();
@@ -219,9 +229,7 @@ impl S3 {
     /// Every bucket of the account (`GET /`).
     pub async fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
         const OP: &str = "ListBuckets";
-        let r = self
-            .send(OP, Method::GET, "/", &[], &[], None, false)
-            .await?;
+        let r = self.bare(OP, Method::GET, "/").await?;
         let text = Self::text(r, OP).await?;
         let list: ListAllMyBuckets = parse(OP, &text)?;
         Ok(list.buckets.map(|b| b.bucket).unwrap_or_default())
@@ -230,29 +238,13 @@ impl S3 {
     /// Create the bucket unless it exists.
     pub async fn ensure_bucket(&self) -> Result<()> {
         let r = self
-            .send(
-                "head bucket",
-                Method::HEAD,
-                &self.path(""),
-                &[],
-                &[],
-                None,
-                false,
-            )
+            .bare("head bucket", Method::HEAD, &self.path(""))
             .await?;
         if r.status().is_success() {
             return Ok(());
         }
         let r = self
-            .send(
-                "create bucket",
-                Method::PUT,
-                &self.path(""),
-                &[],
-                &[],
-                None,
-                false,
-            )
+            .bare("create bucket", Method::PUT, &self.path(""))
             .await?;
         if r.status().as_u16() == 409 {
             return Ok(());
@@ -413,9 +405,7 @@ impl S3 {
 
     /// Size of `key`, `None` when missing.
     pub async fn head(&self, key: &str) -> Result<Option<u64>> {
-        let r = self
-            .send("head", Method::HEAD, &self.path(key), &[], &[], None, false)
-            .await?;
+        let r = self.bare("head", Method::HEAD, &self.path(key)).await?;
         if r.status().as_u16() == 404 {
             return Ok(None);
         }
@@ -427,17 +417,7 @@ impl S3 {
     }
 
     pub async fn delete(&self, key: &str) -> Result<()> {
-        let r = self
-            .send(
-                "delete",
-                Method::DELETE,
-                &self.path(key),
-                &[],
-                &[],
-                None,
-                false,
-            )
-            .await?;
+        let r = self.bare("delete", Method::DELETE, &self.path(key)).await?;
         if r.status().as_u16() == 404 {
             return Ok(());
         }
