@@ -14,12 +14,14 @@ pub mod migrate;
 pub mod pool;
 pub mod schema;
 pub mod sql;
+pub mod typed;
 
 pub use crud::{ListSpec, Order};
 pub use error::{DbError, Result};
 pub use pool::{Db, DbTx, Dialect};
 pub use schema::{ColFlags, ColType, Column, IdStyle, Index, ModelDesc, Owner};
 pub use sql::{Sql, SqlValue};
+pub use typed::TypedRow;
 
 /// A row as the model layer sees it: column name → JSON value.
 pub type Row = serde_json::Map<String, serde_json::Value>;

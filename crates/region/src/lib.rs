@@ -9,6 +9,7 @@ pub mod guestspec;
 pub mod ipam;
 pub mod models;
 pub mod quota;
+pub mod rows;
 pub mod resources;
 pub mod scheduler;
 pub mod storagecache;

@@ -9,11 +9,11 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use cloudpods_apis::scheduler::{Candidate, CandidateDisk, CandidateNet, ScheduleInput};
-use cloudpods_db::{Db, Row, Sql, crud};
+use cloudpods_db::{Db, Sql, TypedRow, crud};
 use cloudpods_rest::HttpError;
-use serde_json::Value;
 
 use crate::models::*;
+use crate::rows;
 
 #[async_trait]
 pub trait Scheduler: Send + Sync + 'static {
@@ -32,21 +32,6 @@ pub trait Scheduler: Send + Sync + 'static {
     /// Something every host may depend on changed (networks, storages,
     /// schedtags, zones): a caching scheduler rebuilds.
     fn invalidate_all(&self) {}
-}
-
-fn s(r: &Row, k: &str) -> String {
-    match r.get(k) {
-        Some(Value::String(v)) => v.clone(),
-        _ => String::new(),
-    }
-}
-
-fn i(r: &Row, k: &str) -> i64 {
-    r.get(k).and_then(Value::as_i64).unwrap_or(0)
-}
-
-fn f(r: &Row, k: &str) -> f64 {
-    r.get(k).and_then(Value::as_f64).unwrap_or(1.0)
 }
 
 /// Free capacity of one host.
@@ -76,7 +61,7 @@ impl LocalScheduler {
             conds: vec![Sql::new("`host_type` IN ('hypervisor', 'kvm')")],
             ..Default::default()
         };
-        let hosts = crud::list(&self.db, &HOSTS, &spec).await?.0;
+        let hosts = rows::Host::from_rows(&crud::list(&self.db, &HOSTS, &spec).await?.0)?;
         let mut reasons = Vec::new();
         let mut out = Vec::new();
         // Usage by host and by storage, counted from live rows.
@@ -127,19 +112,24 @@ impl LocalScheduler {
                 cloudpods_db::sql::raw_column(r, 1)?.as_i64().unwrap_or(0),
             );
         }
-        let storages = crud::list(&self.db, &STORAGES, &Default::default())
-            .await?
-            .0;
-        let hoststorages = crud::list(&self.db, &HOSTSTORAGES, &Default::default())
-            .await?
-            .0;
-        let hostwires = crud::list(&self.db, &HOSTWIRES, &Default::default())
-            .await?
-            .0;
+        let storages = rows::Storage::from_rows(
+            &crud::list(&self.db, &STORAGES, &Default::default())
+                .await?
+                .0,
+        )?;
+        let hoststorages = rows::HostStorage::from_rows(
+            &crud::list(&self.db, &HOSTSTORAGES, &Default::default())
+                .await?
+                .0,
+        )?;
+        let hostwires = rows::HostWire::from_rows(
+            &crud::list(&self.db, &HOSTWIRES, &Default::default())
+                .await?
+                .0,
+        )?;
 
         for h in hosts {
-            let id = s(&h, "id");
-            let name = s(&h, "name");
+            let (id, name) = (h.id.clone(), h.name.clone());
             if !input.prefer_host.is_empty() && input.prefer_host != id && input.prefer_host != name
             {
                 continue;
@@ -148,46 +138,42 @@ impl LocalScheduler {
                 reasons.push(format!("host {name}: excluded"));
                 continue;
             }
-            if h.get("enabled").and_then(Value::as_bool) != Some(true) {
+            if !h.enabled {
                 reasons.push(format!("host {name}: disabled"));
                 continue;
             }
-            if s(&h, "host_status") != "online" {
+            if h.host_status != "online" {
                 reasons.push(format!("host {name}: offline"));
                 continue;
             }
-            if !input.prefer_zone.is_empty() && s(&h, "zone_id") != input.prefer_zone {
+            if !input.prefer_zone.is_empty() && h.zone_id != input.prefer_zone {
                 reasons.push(format!("host {name}: not in zone {}", input.prefer_zone));
                 continue;
             }
             let (uc, um) = used.get(&id).copied().unwrap_or((0, 0));
-            let cpu = i(&h, "cpu_count") as f64 * f(&h, "cpu_cmtbound")
-                - i(&h, "cpu_reserved") as f64
-                - uc as f64;
-            let mem = i(&h, "mem_size") as f64 * f(&h, "mem_cmtbound")
-                - i(&h, "mem_reserved") as f64
-                - um as f64;
+            let cpu = h.cpu_count as f64 * h.cpu_cmtbound - h.cpu_reserved as f64 - uc as f64;
+            let mem = h.mem_size as f64 * h.mem_cmtbound - h.mem_reserved as f64 - um as f64;
             let sts = hoststorages
                 .iter()
-                .filter(|hs| s(hs, "host_id") == id)
-                .filter_map(|hs| {
-                    storages
-                        .iter()
-                        .find(|st| s(st, "id") == s(hs, "storage_id"))
-                })
-                .filter(|st| st.get("enabled").and_then(Value::as_bool) == Some(true))
+                .filter(|hs| hs.host_id == id)
+                .filter_map(|hs| storages.iter().find(|st| st.id == hs.storage_id))
+                .filter(|st| st.enabled)
                 .map(|st| {
-                    let sid = s(st, "id");
-                    let free = i(st, "capacity") as f64 * f(st, "cmtbound")
-                        - i(st, "reserved") as f64
-                        - *disk_used.get(&sid).unwrap_or(&0) as f64;
-                    (sid, s(st, "storage_type"), s(st, "medium_type"), free)
+                    let free = st.capacity as f64 * st.cmtbound
+                        - st.reserved as f64
+                        - *disk_used.get(&st.id).unwrap_or(&0) as f64;
+                    (
+                        st.id.clone(),
+                        st.storage_type.clone(),
+                        st.medium_type.clone(),
+                        free,
+                    )
                 })
                 .collect();
             let wires = hostwires
                 .iter()
-                .filter(|hw| s(hw, "host_id") == id)
-                .map(|hw| s(hw, "wire_id"))
+                .filter(|hw| hw.host_id == id)
+                .map(|hw| hw.wire_id.clone())
                 .collect();
             out.push(HostFree {
                 id,
@@ -216,10 +202,10 @@ impl Scheduler for LocalScheduler {
                 net_wires.push((String::new(), n.wire.clone()));
                 continue;
             }
-            let net = crud::get(self.db.read(), &NETWORKS, &n.network).await?;
+            let net: Option<rows::Network> = crate::store::typed_get(&self.db, &n.network).await?;
             net_wires.push((
                 n.network.clone(),
-                net.map(|r| s(&r, "wire_id")).unwrap_or_default(),
+                net.map(|r| r.wire_id).unwrap_or_default(),
             ));
         }
         let mut out = Vec::new();

@@ -3,10 +3,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use cloudpods_db::{Db, DbError, ListSpec, ModelDesc, Row, Sql, crud};
+use cloudpods_db::{Db, DbError, ListSpec, ModelDesc, Row, Sql, TypedRow, crud};
 use serde_json::{Value, json};
 
 use crate::models::*;
+use crate::rows;
 
 /// SQL condition on `guests_tbl`: the guest holds host and quota
 /// resources. A create that failed and was undone (`sched_fail`, `net_fail`,
@@ -186,6 +187,41 @@ pub async fn guest_disks(db: &Db, guest_ids: &[String]) -> Result<Vec<(Row, Row)
         .into_iter()
         .filter_map(|j| disks.get(&s(&j, "disk_id")).cloned().map(|d| (j, d)))
         .collect())
+}
+
+/// Typed rows of `T`'s table whose `col` is one of `vals`.
+pub async fn typed_in<T: TypedRow>(db: &Db, col: &str, vals: &[String]) -> Result<Vec<T>, DbError> {
+    T::from_rows(&rows_in(db, T::desc(), col, vals).await?)
+}
+
+/// One live typed row by id.
+pub async fn typed_get<T: TypedRow>(db: &Db, id: &str) -> Result<Option<T>, DbError> {
+    crud::get(db.read(), T::desc(), id)
+        .await?
+        .map(|r| T::from_row(&r))
+        .transpose()
+}
+
+/// The NICs of guests, typed, ordered by guest and index.
+pub async fn guest_nic_rows(
+    db: &Db,
+    guest_ids: &[String],
+) -> Result<Vec<rows::GuestNetwork>, DbError> {
+    let mut nics: Vec<rows::GuestNetwork> = typed_in(db, "guest_id", guest_ids).await?;
+    nics.sort_by(|a, b| (&a.guest_id, a.index).cmp(&(&b.guest_id, b.index)));
+    Ok(nics)
+}
+
+/// `(guestdisk, disk)` pairs of guests, typed, ordered by guest and index.
+pub async fn guest_disk_rows(
+    db: &Db,
+    guest_ids: &[String],
+) -> Result<Vec<(rows::GuestDisk, rows::Disk)>, DbError> {
+    Ok(guest_disks(db, guest_ids)
+        .await?
+        .iter()
+        .map(|(j, d)| Ok((rows::GuestDisk::from_row(j)?, rows::Disk::from_row(d)?)))
+        .collect::<Result<Vec<_>, DbError>>()?)
 }
 
 /// Delete a guest's NICs, remembering the released addresses.

@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
-use cloudpods_db::{Db, DbTx, Row, Sql, crud};
+use cloudpods_db::{Db, DbTx, Row, Sql, TypedRow, crud};
 use hmac::{KeyInit, Mac};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore};
 
-use crate::models::{ARCHIVED_TASKS, TASK_OBJECTS, TASKS};
+use crate::models::{ARCHIVED_TASKS, TASK_OBJECTS, TASKS, TaskRow};
 use crate::{Step, SubtaskResult, TaskCtx, TaskDef, TaskError};
 
 /// Engine tunables.
@@ -270,7 +270,7 @@ impl Engine {
         let Some(task) = crud::get(self.db.read(), &TASKS, task_id).await? else {
             return Err(TaskError(format!("task {task_id} not found")));
         };
-        let current = s(&task, "stage");
+        let current = TaskRow::from_row(&task)?.stage;
         if let Some(st) = stage
             && st != current
         {
@@ -517,24 +517,20 @@ impl Engine {
         renew.abort();
     }
 
-    fn ctx(self: &Arc<Self>, row: &Row) -> TaskCtx {
+    fn ctx(self: &Arc<Self>, row: &TaskRow) -> TaskCtx {
         TaskCtx {
-            id: s(row, "id"),
-            name: s(row, "task_name"),
-            obj_type: s(row, "obj_type"),
-            obj_id: s(row, "obj_id"),
-            obj_name: s(row, "object"),
-            params: row.get("params").cloned().unwrap_or(Value::Null),
-            state: row
-                .get("state")
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default(),
-            user: row.get("user_cred").cloned().unwrap_or(Value::Null),
-            attempt: row.get("attempt").and_then(Value::as_i64).unwrap_or(0),
+            id: row.id.clone(),
+            name: row.task_name.clone(),
+            obj_type: row.obj_type.clone(),
+            obj_id: row.obj_id.clone(),
+            obj_name: row.object.clone(),
+            params: row.params.clone(),
+            state: row.state.clone(),
+            user: row.user_cred.clone(),
+            attempt: row.attempt,
             engine: self.clone(),
             children: Vec::new(),
-            current_step: s(row, "stage"),
+            current_step: row.stage.clone(),
         }
     }
 
@@ -544,25 +540,18 @@ impl Engine {
             let row = crud::get(self.db.write(), &TASKS, id)
                 .await?
                 .ok_or_else(|| TaskError(format!("task {id} vanished")))?;
-            if s(&row, "lease_owner") != self.node {
+            let row = TaskRow::from_row(&row)?;
+            if row.lease_owner != self.node {
                 return Ok(());
             }
-            let status = s(&row, "status");
-            let name = s(&row, "task_name");
+            let status = row.status.clone();
+            let name = row.task_name.clone();
             let Some(def) = self.def(&name) else {
                 return self.finish_failed(&row, "unknown task type").await;
             };
             let mut t = self.ctx(&row);
             let step = t.current_step.clone();
-            let done: Vec<String> = row
-                .get("done_steps")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let done: Vec<String> = row.done_steps.clone();
 
             if status == "failing" {
                 // Undo the failed step, then every completed step, newest
@@ -577,7 +566,7 @@ impl Engine {
                             .collect()
                     })
                     .unwrap_or_default();
-                let failed = s(&row, "failed_step");
+                let failed = row.failed_step.clone();
                 if !pending.is_empty() {
                     let next = pending.remove(0);
                     t.current_step = next.clone();
@@ -603,7 +592,7 @@ impl Engine {
                     tx.commit().await.map_err(cloudpods_db::DbError::from)?;
                     continue;
                 }
-                let reason = s(&row, "reason");
+                let reason = row.reason.clone();
                 t.current_step = failed.clone();
                 if let Err(e) = def.on_failure(&mut t, &failed, &reason).await {
                     tracing::warn!(task = id, error = %e, "failure hook failed; retrying");
@@ -612,12 +601,12 @@ impl Engine {
                 return self.finish(&row, &t, false, &reason).await;
             }
 
-            if row.get("cancel_requested").and_then(Value::as_bool) == Some(true) {
+            if row.cancel_requested {
                 return self.enter_failing(&row, &t, &step, "cancelled").await;
             }
 
             // Run the step: a pending callback, finished subtasks, or the step itself.
-            let callback = row.get("callback").cloned().filter(|v| !v.is_null());
+            let callback = Some(row.callback.clone()).filter(|v| !v.is_null());
             let result = if let Some(data) = callback {
                 if data
                     .get("__status__")
@@ -781,21 +770,13 @@ impl Engine {
 
     async fn enter_failing(
         self: &Arc<Self>,
-        row: &Row,
+        row: &TaskRow,
         t: &TaskCtx,
         step: &str,
         reason: &str,
     ) -> Result<(), TaskError> {
         tracing::info!(task = %t.id, name = %t.name, step, reason, "task step failed; undoing");
-        let done: Vec<String> = row
-            .get("done_steps")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let done: Vec<String> = row.done_steps.clone();
         let mut undo = vec![step.to_string()];
         undo.extend(done.into_iter().rev().filter(|d| d != step));
         let mut state = t.state.clone();
@@ -817,7 +798,7 @@ impl Engine {
         Ok(())
     }
 
-    async fn finish_failed(&self, row: &Row, reason: &str) -> Result<(), TaskError> {
+    async fn finish_failed(&self, row: &TaskRow, reason: &str) -> Result<(), TaskError> {
         let mut ch = Row::new();
         ch.insert("status".into(), json!("failed"));
         ch.insert("reason".into(), json!(reason));
@@ -825,19 +806,19 @@ impl Engine {
         ch.insert("lease_owner".into(), Value::Null);
         ch.insert("lease_until".into(), Value::Null);
         let mut tx = self.db.begin().await?;
-        self.save(&mut tx, &s(row, "id"), &ch).await?;
+        self.save(&mut tx, &row.id, &ch).await?;
         tx.commit().await.map_err(cloudpods_db::DbError::from)?;
         Ok(())
     }
 
     async fn finish(
         &self,
-        row: &Row,
+        row: &TaskRow,
         t: &TaskCtx,
         ok: bool,
         reason: &str,
     ) -> Result<(), TaskError> {
-        let id = s(row, "id");
+        let id = row.id.clone();
         let mut ch = Row::new();
         ch.insert(
             "status".into(),
@@ -862,10 +843,9 @@ impl Engine {
             return Ok(());
         }
         tx.commit().await.map_err(cloudpods_db::DbError::from)?;
-        let parent = s(row, "parent_task_id");
+        let parent = row.parent_task_id.clone();
         if !parent.is_empty() {
-            self.maybe_resume_parent(&parent, &s(row, "parent_stage"))
-                .await?;
+            self.maybe_resume_parent(&parent, &row.parent_stage).await?;
         }
         Ok(())
     }
@@ -889,22 +869,19 @@ impl Engine {
         ));
         q.bind(parent).push(" AND `parent_stage` = ").bind(stage);
         rows.extend(crud::fetch_rows(self.db.write(), &ARCHIVED_TASKS, &q).await?);
-        if rows.iter().any(|r| OPEN.contains(&s(r, "status").as_str())) {
+        let rows = TaskRow::from_rows(&rows)?;
+        if rows.iter().any(|r| OPEN.contains(&r.status.as_str())) {
             return Ok(None);
         }
         Ok(Some(
             rows.iter()
                 .map(|r| SubtaskResult {
-                    task_id: s(r, "id"),
-                    task_name: s(r, "task_name"),
-                    obj_id: s(r, "obj_id"),
-                    succeeded: s(r, "status") == "complete",
-                    reason: s(r, "reason"),
-                    state: r
-                        .get("state")
-                        .and_then(Value::as_object)
-                        .cloned()
-                        .unwrap_or_default(),
+                    task_id: r.id.clone(),
+                    task_name: r.task_name.clone(),
+                    obj_id: r.obj_id.clone(),
+                    succeeded: r.status == "complete",
+                    reason: r.reason.clone(),
+                    state: r.state.clone(),
                 })
                 .collect(),
         ))
@@ -934,10 +911,9 @@ impl Engine {
         let q = Sql::new(
             "SELECT `id`, `stage` FROM `tasks_tbl` WHERE `status` = 'waiting_subtasks' LIMIT 1000",
         );
-        let rows = crud::fetch_rows(self.db.read(), &TASKS, &q).await?;
+        let rows = TaskRow::from_rows(&crud::fetch_rows(self.db.read(), &TASKS, &q).await?)?;
         for r in rows {
-            self.maybe_resume_parent(&s(&r, "id"), &s(&r, "stage"))
-                .await?;
+            self.maybe_resume_parent(&r.id, &r.stage).await?;
         }
         Ok(())
     }

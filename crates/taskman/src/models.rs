@@ -2,7 +2,9 @@
 
 use std::sync::LazyLock;
 
-use cloudpods_db::{Column, IdStyle, ModelDesc, Owner};
+use cloudpods_db::{Column, IdStyle, ModelDesc, Owner, TypedRow};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 fn task_desc(keyword: &'static str, plural: &'static str, table: &'static str) -> ModelDesc {
     ModelDesc::new(keyword, plural, table)
@@ -58,4 +60,46 @@ pub static TASK_OBJECTS: LazyLock<ModelDesc> = LazyLock::new(|| {
 
 pub fn all() -> Vec<&'static ModelDesc> {
     vec![&TASKS, &ARCHIVED_TASKS, &TASK_OBJECTS]
+}
+
+/// A live task as the engine reads it (`tasks_tbl`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TaskRow {
+    pub id: String,
+    pub task_name: String,
+    pub obj_type: String,
+    pub obj_id: String,
+    /// The object's name.
+    pub object: String,
+    pub params: Value,
+    pub state: Map<String, Value>,
+    pub stage: String,
+    pub status: String,
+    pub done_steps: Vec<String>,
+    pub failed_step: String,
+    pub reason: String,
+    /// A posted result waiting for the step, or null.
+    pub callback: Value,
+    pub attempt: i64,
+    pub parent_task_id: String,
+    pub parent_stage: String,
+    pub user_cred: Value,
+    pub lease_owner: String,
+    pub cancel_requested: bool,
+}
+
+impl TypedRow for TaskRow {
+    fn desc() -> &'static ModelDesc {
+        &TASKS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn task_row_names_only_columns() {
+        let wrong = cloudpods_db::typed::check_columns::<super::TaskRow>();
+        assert!(wrong.is_empty(), "fields that are not columns: {wrong:?}");
+    }
 }
