@@ -979,22 +979,17 @@ async fn setup() -> World {
             put("region", plural, id, false);
         }
     }
-    let tag = must_create(
-        &admin,
-        &format!("{r}/schedtags"),
-        "schedtag",
-        json!({"name": "tag0"}),
-    )
-    .await;
-    put("region", "schedtags", id_of(&tag), false);
-    let sku = must_create(
-        &admin,
-        &format!("{r}/serverskus"),
-        "serversku",
-        json!({"name": "sku0", "cpu_core_count": 1, "memory_size_mb": 512}),
-    )
-    .await;
-    put("region", "serverskus", id_of(&sku), false);
+    for (plural, keyword, body) in [
+        ("schedtags", "schedtag", json!({"name": "tag0"})),
+        (
+            "serverskus",
+            "serversku",
+            json!({"name": "sku0", "cpu_core_count": 1, "memory_size_mb": 512}),
+        ),
+    ] {
+        let made = must_create(&admin, &format!("{r}/{plural}"), keyword, body).await;
+        put("region", plural, id_of(&made), false);
+    }
     let rip = admin
         .post(
             &format!("{r}/reservedips"),
@@ -1013,64 +1008,36 @@ async fn setup() -> World {
     }
 
     // --- identity: victims, so a wrongly allowed write breaks nothing else.
-    let victim_domain = must_create(
-        &admin,
-        &format!("{ks}/domains"),
-        "domain",
-        json!({"name": "dom-victim"}),
-    )
-    .await;
-    put("keystone", "domains", id_of(&victim_domain), false);
-    let svc = must_create(
-        &admin,
-        &format!("{ks}/services"),
-        "service",
-        json!({"name": "victim-svc", "type": "victim"}),
-    )
-    .await;
-    put("keystone", "services", id_of(&svc), false);
-    let region_v = must_create(
-        &admin,
-        &format!("{ks}/regions"),
-        "region",
-        json!({"name": "victim-region"}),
-    )
-    .await;
-    put("keystone", "regions", id_of(&region_v), false);
-    let ep = must_create(
-        &admin,
-        &format!("{ks}/endpoints"),
-        "endpoint",
-        json!({"service_id": id_of(&svc), "region_id": id_of(&region_v), "interface": "public",
-               "url": "http://127.0.0.1:9/victim"}),
-    )
-    .await;
-    put("keystone", "endpoints", id_of(&ep), false);
-    let pol = must_create(
-        &admin,
-        &format!("{ks}/policies"),
-        "policy",
-        json!({"name": "victim-pol", "scope": "project",
-               "blob": {"policy": {"compute": {"servers": {"list": "allow"}}}}}),
-    )
-    .await;
-    put("keystone", "policies", id_of(&pol), false);
-    let role = must_create(
-        &admin,
-        &format!("{ks}/roles"),
-        "role",
-        json!({"name": "victim-role"}),
-    )
-    .await;
-    put("keystone", "roles", id_of(&role), false);
-    let rp = must_create(
-        &admin,
-        &format!("{ks}/role_policies"),
-        "role_policy",
-        json!({"role_id": id_of(&role), "policy_id": id_of(&pol)}),
-    )
-    .await;
-    put("keystone", "role_policies", id_of(&rp), false);
+    // Made in order: later bodies name earlier ids.
+    let mut made: BTreeMap<&str, String> = BTreeMap::new();
+    let victims: [(&str, &str, fn(&BTreeMap<&str, String>) -> Value); 7] = [
+        ("domains", "domain", |_| json!({"name": "dom-victim"})),
+        (
+            "services",
+            "service",
+            |_| json!({"name": "victim-svc", "type": "victim"}),
+        ),
+        ("regions", "region", |_| json!({"name": "victim-region"})),
+        ("endpoints", "endpoint", |m| {
+            json!({"service_id": m["services"], "region_id": m["regions"], "interface": "public",
+                   "url": "http://127.0.0.1:9/victim"})
+        }),
+        ("policies", "policy", |_| {
+            json!({"name": "victim-pol", "scope": "project",
+                   "blob": {"policy": {"compute": {"servers": {"list": "allow"}}}}})
+        }),
+        ("roles", "role", |_| json!({"name": "victim-role"})),
+        (
+            "role_policies",
+            "role_policy",
+            |m| json!({"role_id": m["roles"], "policy_id": m["policies"]}),
+        ),
+    ];
+    for (plural, keyword, body) in victims {
+        let obj = must_create(&admin, &format!("{ks}/{plural}"), keyword, body(&made)).await;
+        made.insert(plural, id_of(&obj));
+        put("keystone", plural, id_of(&obj), false);
+    }
     let group = must_create(
         &admin,
         &format!("{ks}/groups"),

@@ -1585,50 +1585,29 @@ impl Infra {
         let id = s(net, "id");
         let id = std::slice::from_ref(&id);
         let mut out = Vec::new();
+        // (holder rows, holder kind, its table, owner column, extra column)
+        let holders: [(&ModelDesc, &str, &'static ModelDesc, &str, &str); 4] = [
+            (&GUESTNETWORKS, "guest", &GUESTS, "guest_id", "mac_addr"),
+            (&HOSTNETWORKS, "host", &HOSTS, "host_id", "mac_addr"),
+            (&RESERVEDIPS, "reserved", &RESERVEDIPS, "id", "notes"),
+            (&EIPS, "eip", &EIPS, "id", ""),
+        ];
         let mut held: Vec<(&'static ModelDesc, Vec<Value>)> = Vec::new();
-        let guests = store::rows_in(db, &GUESTNETWORKS, "network_id", id).await?;
-        held.push((
-            &GUESTS,
-            guests
+        for (rows_of, kind, owner_desc, owner_col, extra) in holders {
+            let rows = store::rows_in(db, rows_of, "network_id", id).await?;
+            let entries = rows
                 .iter()
                 .map(|r| {
-                    json!({"ip_addr": s(r, "ip_addr"),
-            "owner_type": "guest", "owner_id": s(r, "guest_id"), "mac_addr": s(r, "mac_addr")})
+                    let mut e = json!({"ip_addr": s(r, "ip_addr"), "owner_type": kind,
+                                       "owner_id": s(r, owner_col)});
+                    if !extra.is_empty() {
+                        e[extra] = json!(s(r, extra));
+                    }
+                    e
                 })
-                .collect(),
-        ));
-        let hosts = store::rows_in(db, &HOSTNETWORKS, "network_id", id).await?;
-        held.push((
-            &HOSTS,
-            hosts
-                .iter()
-                .map(|r| {
-                    json!({"ip_addr": s(r, "ip_addr"),
-            "owner_type": "host", "owner_id": s(r, "host_id"), "mac_addr": s(r, "mac_addr")})
-                })
-                .collect(),
-        ));
-        let reserved = store::rows_in(db, &RESERVEDIPS, "network_id", id).await?;
-        held.push((
-            &RESERVEDIPS,
-            reserved
-                .iter()
-                .map(|r| {
-                    json!({"ip_addr": s(r, "ip_addr"),
-            "owner_type": "reserved", "owner_id": s(r, "id"), "notes": s(r, "notes")})
-                })
-                .collect(),
-        ));
-        let eips = store::rows_in(db, &EIPS, "network_id", id).await?;
-        held.push((
-            &EIPS,
-            eips.iter()
-                .map(|r| {
-                    json!({"ip_addr": s(r, "ip_addr"),
-            "owner_type": "eip", "owner_id": s(r, "id")})
-                })
-                .collect(),
-        ));
+                .collect();
+            held.push((owner_desc, entries));
+        }
         for (desc, entries) in held {
             let Some(scope) = ctx.max_scope_on(desc, "list", None) else {
                 continue;

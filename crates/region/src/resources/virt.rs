@@ -25,6 +25,7 @@ use cloudpods_taskman::{NewTask, Owner};
 use serde_json::{Value, json};
 
 use super::Basic;
+use super::servers::find_visible;
 use crate::Region;
 use crate::models::*;
 use crate::store::{self, i, s};
@@ -68,22 +69,6 @@ fn new_task(ctx: &Ctx, name: &str, keyword: &str, obj: &Row, params: Value) -> N
     );
     t.request_id = ctx.request_id.clone();
     t
-}
-
-/// Look up a related object visible to the caller, by id or name (404
-/// otherwise).
-async fn find_visible(
-    region: &Arc<Region>,
-    ctx: &Ctx,
-    desc: &'static ModelDesc,
-    ident: &str,
-) -> Result<Row> {
-    let m = Basic {
-        desc,
-        region: region.clone(),
-        contexts: &[],
-    };
-    cloudpods_rest::generic::lookup_get(&m, ctx, ident, None).await
 }
 
 /// Compare-and-set a status inside `tx` (with extra column changes).
