@@ -217,11 +217,11 @@ pub async fn guest_disk_rows(
     db: &Db,
     guest_ids: &[String],
 ) -> Result<Vec<(rows::GuestDisk, rows::Disk)>, DbError> {
-    Ok(guest_disks(db, guest_ids)
+    guest_disks(db, guest_ids)
         .await?
         .iter()
         .map(|(j, d)| Ok((rows::GuestDisk::from_row(j)?, rows::Disk::from_row(d)?)))
-        .collect::<Result<Vec<_>, DbError>>()?)
+        .collect()
 }
 
 /// Delete a guest's NICs, remembering the released addresses.

@@ -333,7 +333,80 @@ pub fn resolve_static(fleet: &Fleet, input: &ScheduleInput) -> Result<Request, V
         }
         k
     };
-    // Disks.
+    let disks = resolve_disks(fleet, input, &mut errs);
+
+    // Placement preferences.
+    let host = find("host", &input.prefer_host, &fleet.host_ix, &mut errs);
+    let zone = find("zone", &input.prefer_zone, &fleet.zone_ix, &mut errs);
+    let region = find(
+        "cloud region",
+        &input.prefer_region,
+        &fleet.region_ix,
+        &mut errs,
+    );
+    let wire = find("wire", &input.prefer_wire, &fleet.wire_ix, &mut errs);
+    if let Some(h) = host
+        && input.exclude_hosts.iter().any(|x| {
+            let hh = &fleet.hosts[h as usize];
+            *x == hh.id || *x == hh.name
+        })
+    {
+        errs.push(format!(
+            "host {} is both requested and excluded",
+            input.prefer_host
+        ));
+    }
+    let mut exclude: Vec<u32> = input
+        .exclude_hosts
+        .iter()
+        .filter_map(|x| fleet.host_ix.find(x))
+        .collect();
+    exclude.sort_unstable();
+    exclude.dedup();
+
+    let nics = resolve_nics(fleet, input, wire, &mut errs);
+    let tags = resolve_tags(fleet, input, &mut errs);
+
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    Ok(Request {
+        session: String::new(),
+        count: 1,
+        cpu: 0,
+        mem: 0,
+        disks,
+        nics,
+        hypervisor: hypervisor_of(&input.hypervisor),
+        host,
+        zone,
+        region,
+        wire,
+        exclude,
+        tags,
+        project: input.project.clone(),
+        domain: input.project_domain.clone(),
+        sku,
+        isolated_devices: input.isolated_devices.len(),
+        guest_ids: Vec::new(),
+        image_id: input.image_id.clone(),
+    })
+}
+
+/// `key` looked up in `ix` (None when not asked); a miss is an error.
+fn find(what: &str, key: &str, ix: &crate::fleet::Index, errs: &mut Vec<String>) -> Option<u32> {
+    if key.is_empty() {
+        return None;
+    }
+    let r = ix.find(key);
+    if r.is_none() {
+        errs.push(format!("{what} {key} not found"));
+    }
+    r
+}
+
+/// Each disk's size checks and the storages it may use.
+fn resolve_disks(fleet: &Fleet, input: &ScheduleInput, errs: &mut Vec<String>) -> Vec<DiskReq> {
     if input.disks.len() > MAX_DISKS {
         errs.push(format!(
             "at most {MAX_DISKS} disks per instance, got {}",
@@ -397,46 +470,17 @@ pub fn resolve_static(fleet: &Fleet, input: &ScheduleInput) -> Result<Request, V
         });
     }
 
-    // Placement preferences.
-    let find = |what: &str, key: &str, ix: &crate::fleet::Index, errs: &mut Vec<String>| {
-        if key.is_empty() {
-            return None;
-        }
-        let r = ix.find(key);
-        if r.is_none() {
-            errs.push(format!("{what} {key} not found"));
-        }
-        r
-    };
-    let host = find("host", &input.prefer_host, &fleet.host_ix, &mut errs);
-    let zone = find("zone", &input.prefer_zone, &fleet.zone_ix, &mut errs);
-    let region = find(
-        "cloud region",
-        &input.prefer_region,
-        &fleet.region_ix,
-        &mut errs,
-    );
-    let wire = find("wire", &input.prefer_wire, &fleet.wire_ix, &mut errs);
-    if let Some(h) = host
-        && input.exclude_hosts.iter().any(|x| {
-            let hh = &fleet.hosts[h as usize];
-            *x == hh.id || *x == hh.name
-        })
-    {
-        errs.push(format!(
-            "host {} is both requested and excluded",
-            input.prefer_host
-        ));
-    }
-    let mut exclude: Vec<u32> = input
-        .exclude_hosts
-        .iter()
-        .filter_map(|x| fleet.host_ix.find(x))
-        .collect();
-    exclude.sort_unstable();
-    exclude.dedup();
+    disks
+}
 
-    // NICs.
+/// Each NIC's network, wire and address, and the networks it may use per
+/// wire (`wire` is the instance's preferred wire).
+fn resolve_nics(
+    fleet: &Fleet,
+    input: &ScheduleInput,
+    wire: Option<u32>,
+    errs: &mut Vec<String>,
+) -> Vec<NicReq> {
     if input.nets.len() > MAX_NICS {
         errs.push(format!(
             "at most {MAX_NICS} NICs per instance, got {}",
@@ -450,14 +494,9 @@ pub fn resolve_static(fleet: &Fleet, input: &ScheduleInput) -> Result<Request, V
             &format!("nic {i}: network"),
             &n.network,
             &fleet.network_ix,
-            &mut errs,
+            errs,
         );
-        let nic_wire = find(
-            &format!("nic {i}: wire"),
-            &n.wire,
-            &fleet.wire_ix,
-            &mut errs,
-        );
+        let nic_wire = find(&format!("nic {i}: wire"), &n.wire, &fleet.wire_ix, errs);
         let addr = if n.address.trim().is_empty() {
             None
         } else {
@@ -548,7 +587,15 @@ pub fn resolve_static(fleet: &Fleet, input: &ScheduleInput) -> Result<Request, V
         });
     }
 
-    // Schedtags: explicit ones, then the defaults of the others.
+    nics
+}
+
+/// Schedtags: explicit ones, then the defaults of the others.
+fn resolve_tags(
+    fleet: &Fleet,
+    input: &ScheduleInput,
+    errs: &mut Vec<String>,
+) -> Vec<(u32, Strategy)> {
     let mut tags: Vec<(u32, Strategy)> = Vec::new();
     for t in &input.schedtags {
         let Some(ti) = fleet.tag_ix.find(&t.id) else {
@@ -593,30 +640,7 @@ pub fn resolve_static(fleet: &Fleet, input: &ScheduleInput) -> Result<Request, V
         }
     }
 
-    if !errs.is_empty() {
-        return Err(errs);
-    }
-    Ok(Request {
-        session: String::new(),
-        count: 1,
-        cpu: 0,
-        mem: 0,
-        disks,
-        nics,
-        hypervisor: hypervisor_of(&input.hypervisor),
-        host,
-        zone,
-        region,
-        wire,
-        exclude,
-        tags,
-        project: input.project.clone(),
-        domain: input.project_domain.clone(),
-        sku,
-        isolated_devices: input.isolated_devices.len(),
-        guest_ids: Vec::new(),
-        image_id: input.image_id.clone(),
-    })
+    tags
 }
 
 #[cfg(test)]
