@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use cloud_aws_common::*;
 use cloudpods_cloudprovider::RegionDriver;
-use cloudpods_testkit::moto::Moto;
 use common::*;
 use serde_json::json;
 
@@ -52,7 +51,7 @@ impl Seen {
 
 #[tokio::test]
 async fn account_sync_and_servers_through_the_api() {
-    let moto = Moto::start().expect("moto");
+    let moto = moto();
     let d = driver(&moto.url, "us-east-1");
     // The cloud before the account exists: 3 instances, a VPC with two
     // subnets, an AMI of our own.

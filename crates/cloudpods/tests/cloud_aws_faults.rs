@@ -12,14 +12,14 @@ use std::time::{Duration, Instant};
 use cloud_aws_common::*;
 use cloudpods_cloudprovider::ProviderConfig;
 use cloudpods_cloudprovider::aws::AwsProvider;
-use cloudpods_testkit::moto::{Fault, FaultProxy, Moto, Rule};
+use cloudpods_testkit::moto::{Fault, FaultProxy, Rule};
 use common::*;
 use serde_json::{Value, json};
 
 #[tokio::test]
 async fn wrong_credentials_are_refused_with_the_clouds_message() {
     init_tls();
-    let moto = Moto::start().expect("moto");
+    let moto = moto();
     // An IAM user with an allow-all policy, then moto checks every request.
     let admin = AwsProvider::new(ProviderConfig {
         access_url: moto.url.clone(),
@@ -155,7 +155,7 @@ fn faulty_options() -> Value {
 #[tokio::test]
 async fn faults_mid_sync_delete_nothing_and_resume() {
     init_tls();
-    let moto = Moto::start().expect("moto");
+    let moto = moto();
     let proxy = FaultProxy::start(&moto.url).await.expect("proxy");
     let d = driver(&moto.url, "us-east-1");
     let mut ids = Vec::new();

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use cloud_aws_common::*;
 use cloudpods_cloudprovider::RegionDriver;
-use cloudpods_testkit::moto::Moto;
 use common::*;
 use serde_json::{Value, json};
 
@@ -36,7 +35,7 @@ async fn wait_gone(api: &Api, url: &str) {
 #[tokio::test]
 async fn vpc_subnet_secgroup_eip_through_the_api() {
     init_tls();
-    let moto = Moto::start().expect("moto");
+    let moto = moto();
     let d = driver(&moto.url, "us-east-1");
     let vm = d
         .run_instances(1, "ami-12345678", "t2.micro", "")

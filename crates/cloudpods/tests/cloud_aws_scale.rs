@@ -9,7 +9,6 @@ mod common;
 use std::time::Instant;
 
 use cloud_aws_common::*;
-use cloudpods_testkit::moto::Moto;
 use common::*;
 use serde_json::json;
 
@@ -19,7 +18,7 @@ const TOTAL: u32 = 5000;
 #[tokio::test]
 async fn five_thousand_instances_in_three_regions() {
     init_tls();
-    let moto = Moto::start().expect("moto");
+    let moto = moto();
     // Seed in batches of 50 (one reservation each): 34 reservations per
     // region against pages of 10 → 4 pages per region.
     let t = Instant::now();

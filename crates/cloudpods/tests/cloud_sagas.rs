@@ -11,7 +11,7 @@
 mod cloud_aws_common;
 mod common;
 
-use cloud_aws_common::driver;
+use cloud_aws_common::{driver, moto};
 use cloudpods_cloudprovider::RegionDriver;
 use cloudpods_db::{Row, crud};
 use cloudpods_region::cloud::models::CLOUDACCOUNTS;
@@ -46,7 +46,7 @@ fn row(v: Value) -> Row {
 }
 
 async fn cloud_lab() -> CloudLab {
-    let moto = Moto::start().expect("moto");
+    let moto = moto();
     let aws = driver(&moto.url, "us-east-1");
     aws.run_instances(2, "ami-12345678", "t2.micro", "")
         .await

@@ -1,6 +1,7 @@
 //! The official Python SDK (python-yunionclient) against glance: upload
-//! with X-Image-Meta headers, HEAD, list, update, delete. Installed by
-//! scripts/test-deps; a missing client fails with the install command.
+//! with X-Image-Meta headers, HEAD, list, update, delete. `python3` is the
+//! one on the PATH (scripts/test: `target/test-venv`, filled by
+//! scripts/test-deps); a missing client fails, naming its packages.
 
 mod common;
 mod glance_common;
@@ -12,13 +13,9 @@ use glance_common::*;
 
 #[test]
 fn python_yunionclient_uploads_heads_and_lists_images() {
-    let ok = Command::new("python3")
-        .args(["-c", "import yunionclient, httplib2, prettytable, Crypto"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "python-yunionclient is missing; install it with: pip install python-yunionclient httplib2 prettytable pycryptodome"
+    cloudpods_testkit::require_python(
+        &["yunionclient", "httplib2", "prettytable", "Crypto"],
+        "python-yunionclient httplib2 prettytable pycryptodome",
     );
     let p = Platform::start();
     let dir = tempfile::tempdir().expect("tmp");

@@ -1,58 +1,20 @@
 //! The S3 storage backend against a real S3 server: moto's, started on a
 //! random loopback port and killed when the test ends (also on failure).
-//! Install it with `pip install 'moto[server]'` (scripts/test-deps does).
+//! `moto_server` is the one on the PATH (`pip install 'moto[server]'`;
+//! scripts/test-deps puts it in `target/test-venv`); missing, the test fails.
 
 mod common;
 mod glance_common;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use cloudpods_glance::s3::{S3, S3Config};
+use cloudpods_testkit::moto::Moto;
 use common::*;
 use glance_common::*;
 
-/// A moto server, killed on drop.
-struct Moto {
-    child: Child,
-    url: String,
-}
-
-impl Moto {
-    fn start() -> Moto {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server is missing; install it with: pip install 'moto[server]'");
-        let m = Moto {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        m
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn images_live_in_s3() {
-    let moto = Moto::start();
+    cloudpods_testkit::require_moto();
+    let moto = Moto::start().expect("moto");
     let env = [
         ("CLOUDPODS_GLANCE__STORAGE", "s3"),
         ("CLOUDPODS_GLANCE__S3_ENDPOINT", moto.url.as_str()),

@@ -9,8 +9,7 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Child;
 
 use common::*;
 use serde_json::{Value, json};
@@ -29,36 +28,12 @@ struct Agent {
 impl Agent {
     fn start(p: &Platform) -> Agent {
         let dir = tempfile::tempdir().expect("tempdir");
-        let data = dir.path().join("data");
-        let args: Vec<String> = [
-            "--data-dir",
-            &data.display().to_string(),
-            "--log",
-            "warn",
-            "host",
-            "--simulate",
-            "--port",
-            "0",
-            "--name",
-            "authhost",
-            "--zone",
-            "zone0",
-            "--wire",
-            "wire0",
-            "--sim-delay-ms",
-            "10",
-            "--ping-seconds",
-            "5",
-            "--sim-state",
-            &dir.path().join("sim-state.json").display().to_string(),
-            "--ready-file",
-            &dir.path().join("ready.json").display().to_string(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let mut env = p.climc_env();
-        env.push(("OS_ENDPOINT_TYPE".into(), "public".into()));
+        let args = SimOpts {
+            name: "authhost".into(),
+            ..Default::default()
+        }
+        .args(dir.path());
+        let env = p.agent_env();
         let mut a = Agent {
             child: None,
             dir,
@@ -73,38 +48,15 @@ impl Agent {
     }
 
     fn spawn(&mut self) {
-        let ready = self.dir.path().join("ready.json");
-        let _ = std::fs::remove_file(&ready);
-        let log = std::fs::File::create(self.dir.path().join("host.log")).expect("log");
-        self.child = Some(
-            Command::new(cloudpods_bin())
-                .args(&self.args)
-                .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("start the agent"),
-        );
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(t) = std::fs::read_to_string(&ready)
-                && let Ok(v) = serde_json::from_str::<Value>(&t)
-            {
-                self.host_id = v["host_id"].as_str().unwrap_or_default().into();
-                self.storage_id = v["storage_id"].as_str().unwrap_or_default().into();
-                self.uri = v["manager_uri"].as_str().unwrap_or_default().into();
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("the agent did not register:\n{}", self.log());
+        let (child, ready) = spawn_agent(self.dir.path(), &self.args, &self.env);
+        self.child = Some(child);
+        self.host_id = ready["host_id"].as_str().unwrap_or_default().into();
+        self.storage_id = ready["storage_id"].as_str().unwrap_or_default().into();
+        self.uri = ready["manager_uri"].as_str().unwrap_or_default().into();
     }
 
     fn restart(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        stop_child(&mut self.child);
         self.spawn();
     }
 
@@ -162,10 +114,7 @@ impl Agent {
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        stop_child(&mut self.child);
         if std::thread::panicking() {
             eprintln!("agent log:\n{}", self.log());
         }

@@ -6,9 +6,10 @@
 //! boots a guest whose serial console shows the marker, the hostname from
 //! the API and the IP the region allocated.
 //!
-//! Needs root (bridges, taps, nftables) and QEMU (scripts/test-deps);
-//! skipped with a message otherwise. Each test has its own bridge and
-//! nftables table, removed by a guard even when it fails.
+//! Needs root (bridges, taps, nftables) and QEMU (scripts/test-deps); a
+//! test without them fails, naming what is missing (it never skips). Each
+//! test has its own bridge and nftables table, removed by a guard even when
+//! it fails.
 
 mod common;
 
@@ -18,23 +19,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{Value, json};
-
-fn can_run() -> bool {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false);
-    let qemu = Command::new("qemu-system-x86_64")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !root || !qemu {
-        eprintln!("skipped: needs root and qemu-system-x86_64 (scripts/test-deps)");
-    }
-    root && qemu
-}
 
 fn test_image() -> PathBuf {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/build-test-image");
@@ -99,8 +83,7 @@ impl RealHost {
             "--ready-file".into(),
             dir.path().join("ready.json").display().to_string(),
         ];
-        let mut env = p.climc_env();
-        env.push(("OS_ENDPOINT_TYPE".into(), "public".into()));
+        let env = p.agent_env();
         let data = dir.path().join("d");
         let mut h = RealHost {
             child: None,
@@ -163,46 +146,15 @@ impl RealHost {
     }
 
     fn spawn(&mut self) {
-        let ready = self.dir.path().join("ready.json");
-        let _ = std::fs::remove_file(&ready);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("host.log"))
-            .unwrap();
-        let child = Command::new(cloudpods_bin())
-            .args(&self.args)
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start cloudpods host");
+        let (child, ready) = spawn_agent(self.dir.path(), &self.args, &self.env);
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(t) = std::fs::read_to_string(&ready)
-                && let Ok(v) = serde_json::from_str::<Value>(&t)
-            {
-                self.host_id = v["host_id"].as_str().unwrap_or_default().into();
-                self.manager_uri = v["manager_uri"].as_str().unwrap_or_default().into();
-                return;
-            }
-            if let Some(c) = self.child.as_mut()
-                && let Ok(Some(st)) = c.try_wait()
-            {
-                panic!("host agent exited ({st}):\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("host agent did not register:\n{}", self.log());
+        self.host_id = ready["host_id"].as_str().unwrap_or_default().into();
+        self.manager_uri = ready["manager_uri"].as_str().unwrap_or_default().into();
     }
 
     /// SIGKILL the agent (its guests keep running).
     fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        stop_child(&mut self.child);
     }
 
     fn serial(&self, guest: &str) -> String {
@@ -409,9 +361,7 @@ impl Cloud {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn climc_server_create_boots_a_networked_guest_and_delete_leaves_nothing() {
-    if !can_run() {
-        return;
-    }
+    cloudpods_testkit::require_qemu();
     let (c, h) = single_node(2).await;
     let disk = format!("1g:{}", c.image_id);
     let (ok, out, err) = c.p.climc(&[
@@ -501,9 +451,7 @@ async fn climc_server_create_boots_a_networked_guest_and_delete_leaves_nothing()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn five_guests_at_once_download_the_image_once() {
-    if !can_run() {
-        return;
-    }
+    cloudpods_testkit::require_qemu();
     let (c, h) = single_node(2).await;
     let disk = format!("1g:{}", c.image_id);
     let (ok, out, err) = c.p.climc(&[
@@ -602,9 +550,7 @@ async fn five_guests_at_once_download_the_image_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn agent_restart_keeps_guests_and_a_killed_qemu_shows_stopped() {
-    if !can_run() {
-        return;
-    }
+    cloudpods_testkit::require_qemu();
     let c = cloud().await;
     let mut h = RealHost::start(&c.p, "wire0", 2);
     let disk = format!("1g:{}", c.image_id);
@@ -720,9 +666,7 @@ async fn delete_and_wait(c: &Cloud, id: &str) {
 /// with the reason, and leave no QEMU, tap or disk file behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_input_fails_with_the_reason_and_leaves_nothing() {
-    if !can_run() {
-        return;
-    }
+    cloudpods_testkit::require_qemu();
     let tag = rand16();
     let mut args = in_process_args(tag, 2);
     args.extend(["--cpu-model".to_string(), "bogus-cpu".to_string()]);

@@ -1,7 +1,8 @@
 //! The clients Cloudpods users already have, against our keystone: the
-//! official Python SDK (python-yunionclient) and the OpenStack CLI. Both are
-//! installed by `scripts/test` (pip); a missing client fails the test with
-//! the command that installs it.
+//! official Python SDK (python-yunionclient) and the OpenStack CLI, as found
+//! on the PATH. `scripts/test-deps` installs both into `target/test-venv`,
+//! whose `bin` `scripts/test` puts first on the PATH; a missing client fails
+//! the test with the packages that provide it.
 
 mod common;
 
@@ -13,20 +14,11 @@ fn repo_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn require(cmd: &str, args: &[&str], install: &str) {
-    let ok = Command::new(cmd)
-        .args(args)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(ok, "{cmd} is missing; install it with: {install}");
-}
-
 #[test]
 fn python_yunionclient_authenticates_and_lists() {
-    require(
-        "python3",
-        &["-c", "import yunionclient, httplib2, prettytable, Crypto"],
-        "pip install python-yunionclient httplib2 prettytable pycryptodome",
+    cloudpods_testkit::require_python(
+        &["yunionclient", "httplib2", "prettytable", "Crypto"],
+        "python-yunionclient httplib2 prettytable pycryptodome",
     );
     let p = Platform::start();
     let out = Command::new("python3")
@@ -49,11 +41,7 @@ fn python_yunionclient_authenticates_and_lists() {
 
 #[test]
 fn openstack_cli_token_issue_and_project_list() {
-    require(
-        "openstack",
-        &["--version"],
-        "pip install python-openstackclient",
-    );
+    cloudpods_testkit::require_program("openstack", "pip install python-openstackclient");
     let p = Platform::start();
     let run = |args: &[&str]| {
         let out = Command::new("openstack")

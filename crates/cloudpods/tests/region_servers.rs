@@ -7,8 +7,7 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Child;
 
 use common::*;
 use serde_json::{Value, json};
@@ -122,8 +121,7 @@ struct Agent {
 
 impl Agent {
     fn start(p: &Platform, name: &str, fail: &[&str]) -> Agent {
-        let mut env = p.climc_env();
-        env.push(("OS_ENDPOINT_TYPE".into(), "public".into()));
+        let env = p.agent_env();
         let mut a = Agent {
             child: None,
             dir: tempfile::tempdir().expect("tempdir"),
@@ -146,87 +144,24 @@ impl Agent {
             .unwrap_or(Value::Null)
     }
 
+    /// (Re)start the agent failing `fail`; its records stay.
     fn spawn(&mut self, fail: &[&str]) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        stop_child(&mut self.child);
+        let args = SimOpts {
+            name: self.name.clone(),
+            fail: fail.iter().map(|f| f.to_string()).collect(),
+            ..Default::default()
         }
-        let ready = self.dir.path().join("ready.json");
-        let _ = std::fs::remove_file(&ready);
-        let mut args: Vec<String> = [
-            "--data-dir",
-            &self.dir.path().join("data").display().to_string(),
-            "--log",
-            "warn",
-            "host",
-            "--simulate",
-            "--port",
-            "0",
-            "--name",
-            &self.name,
-            "--zone",
-            "zone0",
-            "--wire",
-            "wire0",
-            "--sim-delay-ms",
-            "10",
-            "--ping-seconds",
-            "5",
-            "--sim-state",
-            &self.state_file().display().to_string(),
-            "--ready-file",
-            &ready.display().to_string(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        for f in fail {
-            args.push("--sim-fail".into());
-            args.push(f.to_string());
-        }
-        let log = std::fs::File::create(self.dir.path().join("host.log")).expect("log");
-        self.child = Some(
-            Command::new(cloudpods_bin())
-                .args(&args)
-                .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("start simulated host"),
-        );
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(text) = std::fs::read_to_string(&ready)
-                && let Ok(v) = serde_json::from_str::<Value>(&text)
-            {
-                self.host_id = v["host_id"].as_str().unwrap_or_default().to_string();
-                return;
-            }
-            if let Some(c) = self.child.as_mut()
-                && let Ok(Some(st)) = c.try_wait()
-            {
-                panic!(
-                    "simulated host {} exited ({st}):\n{}",
-                    self.name,
-                    std::fs::read_to_string(self.dir.path().join("host.log")).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!(
-            "simulated host {} did not register:\n{}",
-            self.name,
-            std::fs::read_to_string(self.dir.path().join("host.log")).unwrap_or_default()
-        );
+        .args(self.dir.path());
+        let (child, ready) = spawn_agent(self.dir.path(), &args, &self.env);
+        self.child = Some(child);
+        self.host_id = ready["host_id"].as_str().unwrap_or_default().to_string();
     }
 }
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        stop_child(&mut self.child);
     }
 }
 

@@ -15,6 +15,12 @@ fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// A moto server; fails, naming `moto_server`, when there is none.
+fn moto() -> Moto {
+    cloudpods_testkit::require_moto();
+    Moto::start().expect("moto")
+}
+
 fn cfg(url: &str) -> ProviderConfig {
     ProviderConfig {
         access_url: url.into(),
@@ -35,7 +41,7 @@ fn between<'a>(text: &'a str, open: &str, close: &str) -> &'a str {
 #[tokio::test]
 async fn lists_and_operations() {
     init();
-    let moto = Moto::start().expect("moto");
+    let moto = moto();
     let proxy = FaultProxy::start(&moto.url).await.expect("proxy");
     let prov = AwsProvider::new(cfg(&proxy.url)).unwrap();
     assert_eq!(prov.account_id().await.unwrap(), "123456789012");
@@ -220,7 +226,7 @@ async fn lists_and_operations() {
 #[tokio::test]
 async fn faults_are_retried_or_reported() {
     init();
-    let moto = Moto::start().expect("moto");
+    let moto = moto();
     let proxy = FaultProxy::start(&moto.url).await.expect("proxy");
     let mut c = cfg(&proxy.url);
     c.timeout = Duration::from_secs(2);
@@ -277,7 +283,7 @@ async fn faults_are_retried_or_reported() {
 #[tokio::test]
 async fn signatures_checked_by_moto() {
     init();
-    let moto = Moto::start().expect("moto");
+    let moto = moto();
     // Make an IAM user with a key and an allow-all policy while moto does
     // not check yet, then switch checking on.
     let admin = AwsProvider::new(cfg(&moto.url)).unwrap();

@@ -4,9 +4,10 @@
 //! booted to its marker with the hostname from the seed and the IP handed
 //! out by the agent's DHCP.
 //!
-//! Needs root (bridges, taps, nftables) and QEMU; skipped with a message
-//! otherwise. Each test uses its own bridge, nftables table and data dir,
-//! and a guard removes them and kills its QEMUs even when it fails.
+//! Needs root (bridges, taps, nftables) and QEMU (scripts/test-deps); a
+//! test without them fails, naming what is missing (it never skips). Each
+//! test uses its own bridge, nftables table and data dir, and a guard
+//! removes them and kills its QEMUs even when it fails.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -37,23 +38,6 @@ fn test_image() -> PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-fn can_run() -> bool {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false);
-    let qemu = Command::new("qemu-system-x86_64")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !root || !qemu {
-        eprintln!("skipped: needs root and qemu-system-x86_64 (scripts/test-deps)");
-    }
-    root && qemu
 }
 
 /// Removes what a test made, even when it panics.
@@ -367,9 +351,7 @@ fn qemu_pids_under(dir: &Path) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn guest_lifecycle_boots_networked_and_leaves_nothing() {
-    if !can_run() {
-        return;
-    }
+    cloudpods_testkit::require_qemu();
     let e = env("a").await;
     let id = "6f1c2a9e-0b7d-4b36-8a55-000000000001";
     let disk = "d0000001";
@@ -466,9 +448,7 @@ async fn guest_lifecycle_boots_networked_and_leaves_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_inputs_fail_with_the_reason_and_leave_nothing() {
-    if !can_run() {
-        return;
-    }
+    cloudpods_testkit::require_qemu();
     let e = env("b").await;
 
     // Only the region's signature opens the API; nothing is made otherwise.
@@ -714,9 +694,7 @@ async fn bad_inputs_fail_with_the_reason_and_leave_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn guests_survive_an_agent_restart_and_a_killed_qemu_is_noticed() {
-    if !can_run() {
-        return;
-    }
+    cloudpods_testkit::require_qemu();
     let e = env("c").await;
     let id = "6f1c2a9e-0b7d-4b36-8a55-0000000000c1";
     e.ok(

@@ -4,6 +4,11 @@
 //! **fails** and names what is missing; it never returns early as passed.
 //! `scripts/test-deps` installs and starts all of them, so `scripts/test`
 //! (and CI, which runs it) has everything.
+//!
+//! When `CLOUDPODS_TEST_TALLY` names a directory, each test that reached
+//! MariaDB ([`mysql_url`]) or real QEMU ([`require_qemu`]) leaves an empty
+//! file `<kind>--<binary>--<test>` there (`kind` is `mariadb` or `qemu`);
+//! `scripts/test` counts them, so a run that silently used neither shows.
 
 pub mod moto;
 
@@ -32,6 +37,7 @@ pub fn mysql_url() -> String {
         reachable,
         &format!("MariaDB at {addr} (set CLOUDPODS_TEST_MYSQL, or run scripts/test-deps)"),
     );
+    record("mariadb");
     url
 }
 
@@ -74,8 +80,7 @@ pub fn on_path(program: &str) -> bool {
     })
 }
 
-/// Fail unless running as root with `programs` on the PATH (the real-QEMU
-/// tests).
+/// Fail unless running as root with `programs` on the PATH.
 pub fn require_root_and(programs: &[&str]) {
     require(is_root(), "root (bridges, taps and nftables need it)");
     for p in programs {
@@ -83,9 +88,104 @@ pub fn require_root_and(programs: &[&str]) {
     }
 }
 
+/// What a real-QEMU test runs: the emulator, disk images, DHCP, seed ISOs,
+/// the guest firewall and links.
+pub const QEMU_PROGRAMS: &[&str] = &["qemu-system-x86_64", "qemu-img", "dnsmasq", "nft", "ip"];
+
+/// Fail unless this test can boot real guests (root and [`QEMU_PROGRAMS`]),
+/// and count it as a real-QEMU test in the tally.
+pub fn require_qemu() {
+    require_root_and(QEMU_PROGRAMS);
+    record("qemu");
+}
+
+/// Fail unless `program` is on the PATH; `install` says what provides it.
+pub fn require_program(program: &str, install: &str) {
+    require(
+        on_path(program),
+        &format!("{program} on the PATH ({install}; scripts/test-deps installs it)"),
+    );
+}
+
+/// Fail unless `python3` on the PATH imports every one of `modules`;
+/// `install` names the packages that provide them.
+pub fn require_python(modules: &[&str], install: &str) {
+    require_program("python3", "python3");
+    let ok = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(format!("import {}", modules.join(", ")))
+        .output()
+        .is_ok_and(|o| o.status.success());
+    require(
+        ok,
+        &format!(
+            "python modules {} for the python3 on the PATH (pip install {install}; scripts/test-deps installs them into target/test-venv)",
+            modules.join(", ")
+        ),
+    );
+}
+
+/// Fail unless moto can be started: `$MOTO_SERVER` or `moto_server` on the
+/// PATH.
+pub fn require_moto() {
+    if std::env::var_os("MOTO_SERVER").is_some_and(|m| !m.is_empty()) {
+        return;
+    }
+    require_program("moto_server", "pip install 'moto[server]'");
+}
+
+/// Leave the tally marker `<kind>--<binary>--<test>` in
+/// `$CLOUDPODS_TEST_TALLY`, when that is set.
+fn record(kind: &str) {
+    let Some(dir) = std::env::var_os("CLOUDPODS_TEST_TALLY").filter(|d| !d.is_empty()) else {
+        return;
+    };
+    let name = marker_name(
+        kind,
+        std::env::var("NEXTEST_BINARY_ID").ok().as_deref(),
+        std::env::var("NEXTEST_TEST_NAME")
+            .ok()
+            .as_deref()
+            .or(std::thread::current().name()),
+    );
+    let dir = std::path::Path::new(&dir);
+    let _ = std::fs::create_dir_all(dir);
+    if let Err(e) = std::fs::write(dir.join(&name), b"") {
+        panic!("writing the test tally {}: {e}", dir.join(&name).display());
+    }
+}
+
+/// The marker's file name: `<kind>--<binary>--<test>`, `/` made `_`.
+fn marker_name(kind: &str, binary: Option<&str>, test: Option<&str>) -> String {
+    let binary = binary.filter(|b| !b.is_empty()).map_or_else(
+        || {
+            std::env::current_exe()
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "unknown".into())
+        },
+        str::to_string,
+    );
+    let test = test.filter(|t| !t.is_empty()).unwrap_or("unknown");
+    format!("{kind}--{binary}--{test}").replace(['/', '\\'], "_")
+}
+
 #[cfg(test)]
 mod tests {
-    use super::host_port;
+    use super::{host_port, marker_name};
+
+    #[test]
+    fn tally_marker_names() {
+        assert_eq!(
+            marker_name("qemu", Some("cloudpods::host_qemu"), Some("boots")),
+            "qemu--cloudpods::host_qemu--boots"
+        );
+        assert_eq!(
+            marker_name("mariadb", Some("a/b"), Some("m::t")),
+            "mariadb--a_b--m::t"
+        );
+        assert!(marker_name("qemu", None, None).ends_with("--unknown"));
+    }
 
     #[test]
     fn host_port_of_mysql_urls() {

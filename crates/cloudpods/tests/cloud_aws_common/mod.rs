@@ -6,9 +6,17 @@ use std::time::{Duration, Instant};
 
 use cloudpods_cloudprovider::ProviderConfig;
 use cloudpods_cloudprovider::aws::AwsProvider;
+use cloudpods_testkit::moto::Moto;
 use serde_json::Value;
 
 use crate::common::{Api, init_tls};
+
+/// A moto server (the `moto_server` on the PATH, or `$MOTO_SERVER`); fails,
+/// naming it, when there is none.
+pub fn moto() -> Moto {
+    cloudpods_testkit::require_moto();
+    Moto::start().expect("moto")
+}
 
 pub fn driver(url: &str, region: &str) -> cloudpods_cloudprovider::aws::AwsRegion {
     init_tls();

@@ -95,19 +95,7 @@ pub async fn login_in(
         "identity": {"methods": ["password"], "password": {"user": {
             "name": user, "password": password, "domain": {"name": user_domain}}}},
         "scope": {"project": {"name": project, "domain": {"name": project_domain}}}}});
-    let (status, token, body) = issue(auth_url, body).await;
-    if status != 200 {
-        return Err(Resp {
-            status,
-            headers: Default::default(),
-            body,
-        });
-    }
-    Ok(Api {
-        client: client(),
-        token,
-        body,
-    })
+    Api::login_with(auth_url, body).await
 }
 
 /// A server body on net0 (one 512 MB disk).
@@ -341,21 +329,7 @@ pub async fn raw(
         req = req.json(b);
     }
     match req.send().await {
-        Ok(r) => {
-            let status = r.status().as_u16();
-            let headers = r.headers().clone();
-            let text = r.text().await.unwrap_or_default();
-            let body = serde_json::from_str(&text).unwrap_or(if text.is_empty() {
-                Value::Null
-            } else {
-                Value::String(text)
-            });
-            Resp {
-                status,
-                headers,
-                body,
-            }
-        }
+        Ok(r) => Resp::read(r).await,
         // A connection the server dropped is an answer too (status 0).
         Err(e) => Resp {
             status: 0,

@@ -186,10 +186,7 @@ impl Platform {
 
     /// Stop the process (SIGKILL).
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        stop_child(&mut self.child);
     }
 
     /// Kill and start again on the same data dir and database.
@@ -343,6 +340,26 @@ impl std::fmt::Debug for Resp {
     }
 }
 
+impl Resp {
+    /// Status, headers and body of `r` (JSON, else the text as a string,
+    /// `Null` when empty).
+    pub async fn read(r: reqwest::Response) -> Resp {
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(if text.is_empty() {
+            Value::Null
+        } else {
+            Value::String(text)
+        });
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
 pub fn client() -> reqwest::Client {
     init_tls();
     reqwest::Client::builder()
@@ -395,11 +412,17 @@ impl Api {
         project: &str,
         domain: Option<&str>,
     ) -> Result<Api, Resp> {
-        let (status, token, body) = issue(
+        Api::login_with(
             auth_url,
             password_auth(user, password, Some(project), domain),
         )
-        .await;
+        .await
+    }
+
+    /// Issue a token with the auth request `body`: the client holding it,
+    /// or the refusal.
+    pub async fn login_with(auth_url: &str, body: Value) -> Result<Api, Resp> {
+        let (status, token, body) = issue(auth_url, body).await;
         if status != 200 {
             return Err(Resp {
                 status,
@@ -431,20 +454,7 @@ impl Api {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let r = req.send().await.expect("send");
-        let status = r.status().as_u16();
-        let headers = r.headers().clone();
-        let text = r.text().await.unwrap_or_default();
-        let body = serde_json::from_str(&text).unwrap_or(if text.is_empty() {
-            Value::Null
-        } else {
-            Value::String(text)
-        });
-        Resp {
-            status,
-            headers,
-            body,
-        }
+        Resp::read(req.send().await.expect("send")).await
     }
 
     pub async fn get(&self, url: &str) -> Resp {
@@ -488,10 +498,7 @@ pub struct SimHost {
 
 impl SimHost {
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        stop_child(&mut self.child);
     }
 
     /// Start the agent again (same name, same simulated state file).
@@ -513,34 +520,60 @@ impl SimHost {
     }
 
     fn spawn(&mut self) {
-        let ready = self.dir.path().join("ready.json");
-        let _ = std::fs::remove_file(&ready);
-        let log = std::fs::File::create(self.dir.path().join("host.log")).expect("log");
-        let child = Command::new(cloudpods_bin())
-            .args(&self.args)
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start simulated host");
+        let (child, ready) = spawn_agent(self.dir.path(), &self.args, &self.env);
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(text) = std::fs::read_to_string(&ready)
-                && let Ok(v) = serde_json::from_str::<Value>(&text)
-            {
-                self.host_id = v["host_id"].as_str().unwrap_or_default().to_string();
-                self.manager_uri = v["manager_uri"].as_str().unwrap_or_default().to_string();
-                return;
-            }
-            if let Some(c) = self.child.as_mut()
-                && let Ok(Some(st)) = c.try_wait()
-            {
-                panic!("simulated host exited ({st}):\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        self.host_id = ready["host_id"].as_str().unwrap_or_default().to_string();
+        self.manager_uri = ready["manager_uri"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+    }
+}
+
+/// Start a host agent, `cloudpods <args>` with `env`, whose `args` name
+/// `<dir>/ready.json` as its `--ready-file`: its stderr is appended to
+/// `<dir>/host.log`, and this waits until it has registered (written the
+/// ready file, removed first). Returns the process and the ready file
+/// (`host_id`, `storage_id`, `manager_uri`); panics with the log when the
+/// agent exits first or has not registered within 60 s.
+pub fn spawn_agent(dir: &Path, args: &[String], env: &[(String, String)]) -> (Child, Value) {
+    let ready = dir.join("ready.json");
+    let _ = std::fs::remove_file(&ready);
+    let log_path = dir.join("host.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .expect("host.log");
+    let mut child = Command::new(cloudpods_bin())
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start the host agent");
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(text) = std::fs::read_to_string(&ready)
+            && let Ok(v) = serde_json::from_str::<Value>(&text)
+        {
+            return (child, v);
         }
-        panic!("simulated host did not register:\n{}", self.log());
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!("host agent {args:?} exited ({st}):\n{}", log());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop_child(&mut Some(child));
+    panic!("host agent {args:?} did not register:\n{}", log());
+}
+
+/// Kill and reap the process in `child`, if any (it is then `None`).
+pub fn stop_child(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
     }
 }
 
@@ -565,6 +598,52 @@ pub struct SimOpts {
     pub delay_ms: u64,
     pub fail: Vec<String>,
     pub ping_seconds: u64,
+}
+
+impl SimOpts {
+    /// The command line of a simulated agent with these options whose
+    /// files live in `dir`: data in `data`, the simulated hypervisor's
+    /// records in `sim-state.json` (kept across restarts), the ready file
+    /// [`spawn_agent`] waits for in `ready.json`.
+    pub fn args(&self, dir: &Path) -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            "--data-dir".into(),
+            dir.join("data").display().to_string(),
+            "--log".into(),
+            "warn".into(),
+            "host".into(),
+            "--simulate".into(),
+            "--port".into(),
+            "0".into(),
+            "--name".into(),
+            self.name.clone(),
+            "--zone".into(),
+            self.zone.clone(),
+            "--cpu".into(),
+            self.cpu.to_string(),
+            "--mem-mb".into(),
+            self.mem_mb.to_string(),
+            "--storage-gb".into(),
+            self.storage_gb.to_string(),
+            "--sim-delay-ms".into(),
+            self.delay_ms.to_string(),
+            "--ping-seconds".into(),
+            self.ping_seconds.to_string(),
+            "--sim-state".into(),
+            dir.join("sim-state.json").display().to_string(),
+            "--ready-file".into(),
+            dir.join("ready.json").display().to_string(),
+        ];
+        for w in &self.wires {
+            args.push("--wire".into());
+            args.push(w.clone());
+        }
+        for f in &self.fail {
+            args.push("--sim-fail".into());
+            args.push(f.clone());
+        }
+        args
+    }
 }
 
 impl Default for SimOpts {
@@ -599,47 +678,19 @@ impl Platform {
         self.service_url("glance")
     }
 
+    /// The environment a host agent registers with: the admin credentials,
+    /// public endpoints.
+    pub fn agent_env(&self) -> Vec<(String, String)> {
+        let mut env = self.climc_env();
+        env.push(("OS_ENDPOINT_TYPE".into(), "public".into()));
+        env
+    }
+
     /// Start a simulated host agent registered with this platform.
     pub fn sim_host(&self, o: SimOpts) -> SimHost {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut args: Vec<String> = vec![
-            "--data-dir".into(),
-            dir.path().join("data").display().to_string(),
-            "--log".into(),
-            "warn".into(),
-            "host".into(),
-            "--simulate".into(),
-            "--port".into(),
-            "0".into(),
-            "--name".into(),
-            o.name.clone(),
-            "--zone".into(),
-            o.zone.clone(),
-            "--cpu".into(),
-            o.cpu.to_string(),
-            "--mem-mb".into(),
-            o.mem_mb.to_string(),
-            "--storage-gb".into(),
-            o.storage_gb.to_string(),
-            "--sim-delay-ms".into(),
-            o.delay_ms.to_string(),
-            "--ping-seconds".into(),
-            o.ping_seconds.to_string(),
-            "--sim-state".into(),
-            dir.path().join("sim-state.json").display().to_string(),
-            "--ready-file".into(),
-            dir.path().join("ready.json").display().to_string(),
-        ];
-        for w in &o.wires {
-            args.push("--wire".into());
-            args.push(w.clone());
-        }
-        for f in &o.fail {
-            args.push("--sim-fail".into());
-            args.push(f.clone());
-        }
-        let mut env = self.climc_env();
-        env.push(("OS_ENDPOINT_TYPE".into(), "public".into()));
+        let args = o.args(dir.path());
+        let env = self.agent_env();
         let mut h = SimHost {
             child: None,
             host_id: String::new(),

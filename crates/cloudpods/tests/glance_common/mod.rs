@@ -34,20 +34,7 @@ pub async fn send(
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let r = req.body(body).send().await.expect("send");
-    let status = r.status().as_u16();
-    let headers = r.headers().clone();
-    let text = r.text().await.unwrap_or_default();
-    let body = serde_json::from_str(&text).unwrap_or(if text.is_empty() {
-        Value::Null
-    } else {
-        Value::String(text)
-    });
-    Resp {
-        status,
-        headers,
-        body,
-    }
+    Resp::read(req.body(body).send().await.expect("send")).await
 }
 
 /// The image as listed (details), or Null when not visible.
