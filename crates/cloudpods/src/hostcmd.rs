@@ -273,6 +273,7 @@ pub async fn start(
         access_ip: host_ip,
         agent_secret,
         create_topology,
+        driver: mode.clone(),
     };
     let reg = match register(&client, &spec).await {
         Ok(r) => r,

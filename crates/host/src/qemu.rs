@@ -879,13 +879,26 @@ impl Driver for QemuDriver {
             )));
         }
         if let Some(g) = self.user_of_disk(disk_id) {
-            qmp::run(
-                &self.paths(&g).qmp(),
+            // A disk given at launch (`-drive id=…`) is a block device of
+            // that name; a hot-plugged one (`blockdev-add`) only a node.
+            let qmp_path = self.paths(&g).qmp();
+            let node = launch::node_name(disk_id);
+            let bytes = size_mb * 1024 * 1024;
+            let by_device = qmp::run(
+                &qmp_path,
                 "block_resize",
-                Some(json!({"device": launch::node_name(disk_id), "size": size_mb * 1024 * 1024})),
+                Some(json!({"device": node, "size": bytes})),
             )
-            .await
-            .map_err(qmp_err)?;
+            .await;
+            if by_device.is_err() {
+                qmp::run(
+                    &qmp_path,
+                    "block_resize",
+                    Some(json!({"node-name": node, "size": bytes})),
+                )
+                .await
+                .map_err(qmp_err)?;
+            }
         } else {
             run(
                 "qemu-img",

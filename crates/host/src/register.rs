@@ -25,6 +25,10 @@ pub struct HostSpec {
     /// Create the zone and wires when missing (a single-node all-in-one
     /// cloud on its first start); otherwise they must exist.
     pub create_topology: bool,
+    /// What runs the guests: `simulated` (`--simulate`) or `qemu/<accel>`;
+    /// registered as `sys_info.driver` (the region refuses what only the
+    /// simulated hypervisor can do, such as cold migrate).
+    pub driver: String,
 }
 
 #[derive(Debug, Clone)]
@@ -62,6 +66,7 @@ pub async fn register(client: &Client, spec: &HostSpec) -> Result<Registered, Sd
         "mem_size": spec.mem_mb,
         "storage_size": spec.storage_mb,
         "host_type": "hypervisor",
+        "sys_info": {"driver": spec.driver},
     }));
     let host = match hosts.get(&spec.name, &Map::new()).await {
         Ok(h) => {

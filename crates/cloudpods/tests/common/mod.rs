@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod qemu;
 pub mod saga;
 
 use std::path::{Path, PathBuf};

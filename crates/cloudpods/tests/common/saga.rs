@@ -153,6 +153,7 @@ pub async fn lab(n_hosts: usize) -> Lab {
             json!({"id": h, "name": h, "zone_id": "z1", "manager_uri": uri, "agent_secret": secret,
                    "host_status": "online", "status": "running", "cpu_count": 64,
                    "mem_size": 262144, "domain_id": "default",
+                   "sys_info": {"driver": "simulated"},
                    "last_ping_at": cloudpods_apis::time::now()}),
         )
         .await;

@@ -1813,6 +1813,7 @@ async fn migrate(region: &Arc<Region>, ctx: &Ctx, obj: &Row, input: &Object) -> 
     let src_host = crud::get(region.db.read(), &HOSTS, &src)
         .await?
         .ok_or_else(|| HttpError::invalid_status("the server has no host"))?;
+    refuse_real_migrate(&src_host)?;
     let mut prefer = String::new();
     if let Some(h) = get_str_any(input, &["prefer_host", "prefer_host_id", "host"]) {
         let host = find_visible(region, ctx, &HOSTS, &h)
@@ -1864,6 +1865,9 @@ async fn migrate(region: &Arc<Region>, ctx: &Ctx, obj: &Row, input: &Object) -> 
         .next()
         .filter(|c| c.host_id != src && !c.host_id.is_empty())
         .ok_or_else(|| HttpError::insufficient("the scheduler found no other host"))?;
+    if let Some(dst) = crud::get(region.db.read(), &HOSTS, &c.host_id).await? {
+        refuse_real_migrate(&dst)?;
+    }
     let mut plan = Vec::new();
     for (k, (_, d)) in disks.iter().enumerate() {
         let target = c
@@ -1893,6 +1897,29 @@ async fn migrate(region: &Arc<Region>, ctx: &Ctx, obj: &Row, input: &Object) -> 
         "disks": plan, "auto_start": flag(input, "auto_start")?,
     });
     commit_with_task(region, tx, new_task(ctx, obj, "GuestMigrateTask", params)).await
+}
+
+/// Cold migrate needs the target agent to copy disks from the source
+/// agent, which only the simulated hypervisor does: a host whose agent
+/// registered another driver (`sys_info.driver`, e.g. `qemu/tcg`), or none,
+/// is refused before anything is written.
+fn refuse_real_migrate(host: &Row) -> Result<()> {
+    let driver = host
+        .get("sys_info")
+        .map(|v| value_str(v, "driver"))
+        .unwrap_or_default();
+    if driver == "simulated" {
+        return Ok(());
+    }
+    let what = if driver.is_empty() {
+        "no registered hypervisor driver".to_string()
+    } else {
+        format!("driver {driver}")
+    };
+    Err(HttpError::not_supported(format!(
+        "cold migrate between KVM hosts is not available yet: host {} has {what} (only simulated hosts can migrate)",
+        s(host, "name")
+    )))
 }
 
 /// Move a stopped guest to another host: disks made on the target (the
