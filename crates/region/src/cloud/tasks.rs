@@ -79,66 +79,20 @@ async fn managed_region(region: &Arc<Region>, manager: Option<&Row>, cr: &Row) -
     super::ops::provider_of_region(region, cr).await
 }
 
-/// If `input` asks for a public-cloud server, check it and return the
-/// create parameters (stored with the guest); `None` = a local server.
-pub async fn parse_server_create(
+/// Region, zone and provider of a public-cloud server, from the network,
+/// the preferred region, zone or provider (the provider's first synced
+/// region when nothing else says).
+async fn cloud_placement(
     region: &Arc<Region>,
     ctx: &Ctx,
-    row: &mut Row,
     input: &Object,
-) -> Result<Option<Value>> {
-    let hypervisor = get_str(input, "hypervisor").unwrap_or_default();
-    let info = cp::provider_info(&hypervisor);
-    let prefer_manager = get_str_any(
-        input,
-        &[
-            "prefer_manager",
-            "prefer_manager_id",
-            "manager",
-            "cloudprovider",
-        ],
-    );
-    let prefer_region = get_str_any(input, &["prefer_region", "prefer_region_id"]);
-    let (_, nets) = collect_configs(input).map_err(HttpError::input)?;
-    let mut manager: Option<Row> = None;
-    if let Some(m) = &prefer_manager {
-        manager = Some(
-            find_visible(region, ctx, &CLOUDPROVIDERS, m)
-                .await
-                .map_err(|_| HttpError::not_found(format!("cloudprovider {m} not found")))?,
-        );
-    }
-    let mut cr: Option<Row> = None;
-    if let Some(r) = &prefer_region {
-        let row = find_visible(region, ctx, &CLOUDREGIONS, r)
-            .await
-            .map_err(|_| HttpError::not_found(format!("cloudregion {r} not found")))?;
-        if s(&row, "provider") != "OneCloud" && !s(&row, "provider").is_empty() {
-            cr = Some(row);
-        }
-    }
-    // A network of a cloud provider places the server too.
-    let mut net: Option<Row> = None;
-    if let Some(n) = nets.first().filter(|n| !n.network.is_empty()) {
-        let r = find_visible(region, ctx, &NETWORKS, &n.network)
-            .await
-            .map_err(|_| HttpError::not_found(format!("network {} not found", n.network)))?;
-        if !s(&r, "manager_id").is_empty() {
-            net = Some(r);
-        }
-    }
-    if info.is_none() && manager.is_none() && cr.is_none() && net.is_none() {
-        return Ok(None);
-    }
-    if !hypervisor.is_empty() && info.is_none() {
-        return Err(HttpError::input(format!(
-            "hypervisor {hypervisor:?} cannot run on a public cloud"
-        )));
-    }
-
-    // Region, zone and provider.
+    info: Option<&cp::ProviderInfo>,
+    mut manager: Option<Row>,
+    mut cr: Option<Row>,
+    net: Option<&Row>,
+) -> Result<(Placement, Row)> {
     let mut zone: Option<Row> = None;
-    if let Some(n) = &net {
+    if let Some(n) = net {
         let wire = crud::must_get(region.db.read(), &WIRES, &s(n, "wire_id")).await?;
         let vpc = crud::must_get(region.db.read(), &VPCS, &s(&wire, "vpc_id")).await?;
         zone = crud::get(region.db.read(), &ZONES, &s(&wire, "zone_id")).await?;
@@ -219,8 +173,17 @@ pub async fn parse_server_create(
             .unwrap_or_default(),
     };
 
-    // Size: an instance type (SKU of the region), else the smallest one
-    // with enough CPUs and memory.
+    Ok((placement, cr))
+}
+
+/// The instance type (SKU of the region) asked for, else the smallest one
+/// with enough CPUs and memory.
+async fn cloud_sku(
+    region: &Arc<Region>,
+    input: &Object,
+    placement: &Placement,
+    cr: &Row,
+) -> Result<Row> {
     let vcpu = get_i64(input, "vcpu_count")?;
     let vmem = match input.get("vmem_size") {
         None | Some(Value::Null) => None,
@@ -243,7 +206,7 @@ pub async fn parse_server_create(
     .await?
     .0;
     let sku = match get_str_any(input, &["instance_type", "sku", "flavor"]) {
-        Some(t) => resolve_sku(region, &placement.manager_id, &cr, &t).await?,
+        Some(t) => resolve_sku(region, &placement.manager_id, cr, &t).await?,
         None if skus.is_empty() => {
             return Err(HttpError::input(format!(
                 "no instance types of {} are known yet: give instance_type, or sync them (cloud-account-sync --resource skus)",
@@ -265,19 +228,16 @@ pub async fn parse_server_create(
             })?
         }
     };
-    row.insert("instance_type".into(), json!(s(&sku, "name")));
-    row.insert("vcpu_count".into(), json!(i(&sku, "cpu_core_count")));
-    row.insert("vmem_size".into(), json!(i(&sku, "memory_size_mb")));
-    row.insert(
-        "hypervisor".into(),
-        json!(info.map(|i| i.hypervisor).unwrap_or("aws")),
-    );
-    row.insert("manager_id".into(), json!(manager_id));
-    if let Some(os) = get_str(input, "os_type") {
-        row.insert("os_type".into(), json!(os));
-    }
+    Ok(sku)
+}
 
-    // Image: an image of the cloud (cachedimage id or name, or the AMI id).
+/// The cloud's image (cachedimage id or name, or the AMI id) and the
+/// disks: system disk MB and volume type, data disks in GB.
+async fn cloud_disks(
+    region: &Arc<Region>,
+    ctx: &Ctx,
+    input: &Object,
+) -> Result<(String, i64, String, Vec<i64>)> {
     let (disks, _) = collect_configs(input).map_err(HttpError::input)?;
     let image = disks
         .first()
@@ -308,6 +268,17 @@ pub async fn parse_server_create(
         .map(|d| (d.size.unwrap_or(10 * 1024) + 1023) / 1024)
         .collect();
 
+    Ok((image_ext, sys_mb, sys_type, data_gb))
+}
+
+/// The external ids of the security groups asked for, each of this
+/// provider.
+async fn cloud_secgroups(
+    region: &Arc<Region>,
+    ctx: &Ctx,
+    input: &Object,
+    manager_id: &str,
+) -> Result<Vec<String>> {
     let mut secgroups = Vec::new();
     for sg in get_strs(input, "secgroups")
         .into_iter()
@@ -324,6 +295,84 @@ pub async fn parse_server_create(
         }
         secgroups.push(s(&r, "external_id"));
     }
+    Ok(secgroups)
+}
+
+/// If `input` asks for a public-cloud server, check it and return the
+/// create parameters (stored with the guest); `None` = a local server.
+pub async fn parse_server_create(
+    region: &Arc<Region>,
+    ctx: &Ctx,
+    row: &mut Row,
+    input: &Object,
+) -> Result<Option<Value>> {
+    let hypervisor = get_str(input, "hypervisor").unwrap_or_default();
+    let info = cp::provider_info(&hypervisor);
+    let prefer_manager = get_str_any(
+        input,
+        &[
+            "prefer_manager",
+            "prefer_manager_id",
+            "manager",
+            "cloudprovider",
+        ],
+    );
+    let prefer_region = get_str_any(input, &["prefer_region", "prefer_region_id"]);
+    let (_, nets) = collect_configs(input).map_err(HttpError::input)?;
+    let mut manager: Option<Row> = None;
+    if let Some(m) = &prefer_manager {
+        manager = Some(
+            find_visible(region, ctx, &CLOUDPROVIDERS, m)
+                .await
+                .map_err(|_| HttpError::not_found(format!("cloudprovider {m} not found")))?,
+        );
+    }
+    let mut cr: Option<Row> = None;
+    if let Some(r) = &prefer_region {
+        let row = find_visible(region, ctx, &CLOUDREGIONS, r)
+            .await
+            .map_err(|_| HttpError::not_found(format!("cloudregion {r} not found")))?;
+        if s(&row, "provider") != "OneCloud" && !s(&row, "provider").is_empty() {
+            cr = Some(row);
+        }
+    }
+    // A network of a cloud provider places the server too.
+    let mut net: Option<Row> = None;
+    if let Some(n) = nets.first().filter(|n| !n.network.is_empty()) {
+        let r = find_visible(region, ctx, &NETWORKS, &n.network)
+            .await
+            .map_err(|_| HttpError::not_found(format!("network {} not found", n.network)))?;
+        if !s(&r, "manager_id").is_empty() {
+            net = Some(r);
+        }
+    }
+    if info.is_none() && manager.is_none() && cr.is_none() && net.is_none() {
+        return Ok(None);
+    }
+    if !hypervisor.is_empty() && info.is_none() {
+        return Err(HttpError::input(format!(
+            "hypervisor {hypervisor:?} cannot run on a public cloud"
+        )));
+    }
+
+    let (placement, cr) =
+        cloud_placement(region, ctx, input, info, manager, cr, net.as_ref()).await?;
+    let manager_id = placement.manager_id.clone();
+    let sku = cloud_sku(region, input, &placement, &cr).await?;
+    row.insert("instance_type".into(), json!(s(&sku, "name")));
+    row.insert("vcpu_count".into(), json!(i(&sku, "cpu_core_count")));
+    row.insert("vmem_size".into(), json!(i(&sku, "memory_size_mb")));
+    row.insert(
+        "hypervisor".into(),
+        json!(info.map(|i| i.hypervisor).unwrap_or("aws")),
+    );
+    row.insert("manager_id".into(), json!(manager_id));
+    if let Some(os) = get_str(input, "os_type") {
+        row.insert("os_type".into(), json!(os));
+    }
+
+    let (image_ext, sys_mb, sys_type, data_gb) = cloud_disks(region, ctx, input).await?;
+    let secgroups = cloud_secgroups(region, ctx, input, &manager_id).await?;
     let address = nets.first().map(|n| n.address.clone()).unwrap_or_default();
     Ok(Some(json!({
         "cloud": {
