@@ -14,6 +14,8 @@ use cloudpods_cloudprovider::RegionDriver;
 use common::*;
 use serde_json::json;
 
+on_both_databases!(account_sync_and_servers_through_the_api);
+
 const SECRET: &str = "Cp-Test-Secret/wJalrXUtnFEMI-K7MDENG";
 
 async fn server_status(api: &Api, r: &str, id: &str) -> String {
@@ -49,8 +51,7 @@ impl Seen {
     }
 }
 
-#[tokio::test]
-async fn account_sync_and_servers_through_the_api() {
+async fn account_sync_and_servers_through_the_api(backend: Backend) {
     let moto = moto();
     let d = driver(&moto.url, "us-east-1");
     // The cloud before the account exists: 3 instances, a VPC with two
@@ -97,7 +98,7 @@ async fn account_sync_and_servers_through_the_api() {
         .unwrap();
     let ami = between(&img, "<imageId>", "</imageId>");
 
-    let p = Platform::start();
+    let p = Platform::start_on(backend);
     let api = p.admin().await;
     let r = p.region_url();
     let mut seen = Seen::default();

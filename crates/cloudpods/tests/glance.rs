@@ -13,6 +13,11 @@ use common::*;
 use glance_common::*;
 use serde_json::{Value, json};
 
+on_both_databases!(
+    climc_upload_show_update_download_delete,
+    checksums_are_recorded_before_active_even_across_a_restart,
+);
+
 fn opts(env: &[(&str, &str)]) -> Opts {
     Opts {
         env: env
@@ -40,9 +45,8 @@ fn climc_json(p: &Platform, args: &[&str]) -> Value {
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
-#[tokio::test]
-async fn climc_upload_show_update_download_delete() {
-    let p = Platform::start();
+async fn climc_upload_show_update_download_delete(backend: Backend) {
+    let p = Platform::start_on(backend);
     let admin = p.admin().await;
     let g = p.glance_url();
     let dir = tempfile::tempdir().expect("tmp");
@@ -761,9 +765,8 @@ async fn sharing_and_recycle_bin() {
 
 /// The upload answers before its checksums are computed; a restart that
 /// loses the hasher computes them from the stored file before `active`.
-#[tokio::test]
-async fn checksums_are_recorded_before_active_even_across_a_restart() {
-    let mut p = Platform::start();
+async fn checksums_are_recorded_before_active_even_across_a_restart(backend: Backend) {
+    let mut p = Platform::start_on(backend);
     let dir = tempfile::tempdir().expect("tmp");
     let src = dir.path().join("random.raw");
     // 96 MiB of random data, so hashing takes a while.

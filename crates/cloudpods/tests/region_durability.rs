@@ -9,6 +9,10 @@ use std::time::Duration;
 use common::*;
 use serde_json::{Value, json};
 
+on_both_databases!(
+    kill_9_during_fifty_creates_then_restart,
+);
+
 const TERMINAL_FAIL: &[&str] = &[
     "sched_fail",
     "net_fail",
@@ -137,9 +141,8 @@ async fn check_consistent(
     servers
 }
 
-#[tokio::test]
-async fn kill_9_during_fifty_creates_then_restart() {
-    let mut p = Platform::start();
+async fn kill_9_during_fifty_creates_then_restart(backend: Backend) {
+    let mut p = Platform::start_on(backend);
     let admin = p.admin().await;
     p.basic_network(&admin).await;
     // Slow agent actions keep creates in flight when the kill comes.

@@ -12,6 +12,12 @@ use std::process::Child;
 use common::*;
 use serde_json::{Value, json};
 
+on_both_databases!(
+    actions_walk_the_status_machine,
+    change_config_is_checked_against_the_host_and_undone_on_failure,
+    failing_actions_end_in_their_fail_status_with_nothing_leaked,
+);
+
 // ---------------------------------------------------------------------------
 // helpers
 
@@ -168,9 +174,8 @@ impl Drop for Agent {
 // ---------------------------------------------------------------------------
 // happy paths and refusals
 
-#[tokio::test]
-async fn actions_walk_the_status_machine() {
-    let p = Platform::start();
+async fn actions_walk_the_status_machine(backend: Backend) {
+    let p = Platform::start_on(backend);
     let admin = p.admin().await;
     p.basic_network(&admin).await;
     let host = p.sim_host(SimOpts::default());
@@ -568,9 +573,8 @@ async fn cold_migration_moves_guest_and_disks_and_undoes_failures() {
 // ---------------------------------------------------------------------------
 // capacity, quota and failing actions
 
-#[tokio::test]
-async fn change_config_is_checked_against_the_host_and_undone_on_failure() {
-    let p = Platform::start();
+async fn change_config_is_checked_against_the_host_and_undone_on_failure(backend: Backend) {
+    let p = Platform::start_on(backend);
     let admin = p.admin().await;
     p.basic_network(&admin).await;
     let _small = p.sim_host(SimOpts {
@@ -672,9 +676,8 @@ async fn change_config_is_checked_against_the_host_and_undone_on_failure() {
     }
 }
 
-#[tokio::test]
-async fn failing_actions_end_in_their_fail_status_with_nothing_leaked() {
-    let p = Platform::start();
+async fn failing_actions_end_in_their_fail_status_with_nothing_leaked(backend: Backend) {
+    let p = Platform::start_on(backend);
     let admin = p.admin().await;
     p.basic_network(&admin).await;
     let r = p.region_url();

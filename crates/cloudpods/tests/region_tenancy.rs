@@ -6,14 +6,18 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 
+on_both_databases!(
+    members_see_only_their_project,
+    bad_server_input_allocates_nothing,
+);
+
 fn vm(name: &str) -> Value {
     json!({"server": {"name": name, "vcpu_count": 1, "vmem_size": 256, "disks": [{"size": 512}],
                        "nets": [{"network": "net0"}], "auto_start": true}})
 }
 
-#[tokio::test]
-async fn members_see_only_their_project() {
-    let p = Platform::start();
+async fn members_see_only_their_project(backend: Backend) {
+    let p = Platform::start_on(backend);
     let admin = p.admin().await;
     p.basic_network(&admin).await;
     let _host = p.sim_host(SimOpts::default());
@@ -167,9 +171,8 @@ async fn members_see_only_their_project() {
     );
 }
 
-#[tokio::test]
-async fn bad_server_input_allocates_nothing() {
-    let p = Platform::start();
+async fn bad_server_input_allocates_nothing(backend: Backend) {
+    let p = Platform::start_on(backend);
     let admin = p.admin().await;
     p.basic_network(&admin).await;
     let _host = p.sim_host(SimOpts::default());

@@ -12,6 +12,9 @@ use common::authz::*;
 use common::*;
 use serde_json::{Value, json};
 
+// The tenancy flows that matter run on MariaDB too.
+on_both_databases!(legitimate_paths_still_work);
+
 fn names(b: &Value, key: &str) -> Vec<String> {
     let mut v: Vec<String> = b[key]
         .as_array()
@@ -619,9 +622,8 @@ async fn user_tokens_cannot_answer_for_the_agent() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
-#[tokio::test]
-async fn legitimate_paths_still_work() {
-    let t = Tenancy::start(&[]).await;
+async fn legitimate_paths_still_work(backend: Backend) {
+    let t = Tenancy::start_on(backend, &[]).await;
     let (ks, r) = (&t.ks, &t.region);
     // owner-a creates a server in A; member-a lists it.
     let sid = t.running_server(&t.owner_a.api, "a-vm").await;

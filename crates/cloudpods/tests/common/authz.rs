@@ -135,7 +135,14 @@ pub const DENY: &[u16] = &[401, 403, 404];
 
 impl Tenancy {
     pub async fn start(extra_host_args: &[&str]) -> Tenancy {
-        let p = Platform::start_with(tenancy_opts(extra_host_args));
+        Tenancy::start_on(Backend::Sqlite, extra_host_args).await
+    }
+
+    pub async fn start_on(backend: Backend, extra_host_args: &[&str]) -> Tenancy {
+        let p = Platform::start_with(Opts {
+            backend: Some(backend),
+            ..tenancy_opts(extra_host_args)
+        });
         let admin = p.admin().await;
         let admin_id = admin.body["token"]["user"]["id"]
             .as_str()

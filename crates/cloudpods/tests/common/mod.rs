@@ -45,6 +45,24 @@ pub fn mysql() -> Backend {
     Backend::Mysql(cloudpods_testkit::mysql_url())
 }
 
+/// Runs `async fn $name(backend: Backend)` once per database, as the tests
+/// `$name::sqlite` and `$name::mariadb` (a missing MariaDB fails the latter).
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn mariadb() {
+                super::$name(super::mysql()).await
+            }
+        }
+    )+};
+}
+
 pub struct Platform {
     child: Option<Child>,
     pub dir: tempfile::TempDir,
@@ -77,6 +95,14 @@ fn unique(prefix: &str) -> String {
 impl Platform {
     pub fn start() -> Platform {
         Platform::start_with(Opts::default())
+    }
+
+    /// All-in-one on `backend`.
+    pub fn start_on(backend: Backend) -> Platform {
+        Platform::start_with(Opts {
+            backend: Some(backend),
+            ..Opts::default()
+        })
     }
 
     pub fn start_with(opts: Opts) -> Platform {
