@@ -161,9 +161,9 @@ fn sha256(text: &str) -> String {
 
 /// attachdisk hot-plugs a new disk into the running guest, a resize of it
 /// reaches the guest at once, detachdisk unplugs it — each seen by the
-/// guest's own list of virtio disks.
+/// guest's own list of virtio disks; then reset reboots it in place.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn disk_hotplug_resize_and_unplug_are_seen_by_the_running_guest() {
+async fn disk_hotplug_resize_unplug_and_reset_are_seen_by_the_running_guest() {
     let (c, h, id, s) = one_guest("vm-disks").await;
     let r = c.p.region_url();
     let before = disks(&s);
@@ -215,6 +215,22 @@ async fn disk_hotplug_resize_and_unplug_are_seen_by_the_running_guest() {
     assert_eq!(after, before);
     assert!(!disk_ids(&c, &id).await.contains(&data));
     wait_disk(&c, &data, "ready").await;
+
+    // Reset (the virtual reset button): the same QEMU boots the guest
+    // again, which finds the boot counter its first boot left.
+    assert_eq!(marker(&h.serial(&id)), (0, 1));
+    act_ok(&c, &id, "reset", json!({})).await;
+    c.wait_status(&id, "running", 60).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(BOOT_SECS);
+    while h.serial(&id).matches("CLOUDPODS-READY").count() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no second boot after reset:\n{}",
+            h.serial(&id)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(marker(&h.serial(&id)), (1, 2), "{}", h.serial(&id));
     delete_and_wait(&c, &id).await;
 }
 
