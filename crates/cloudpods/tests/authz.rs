@@ -35,6 +35,9 @@ use common::authz::*;
 use common::*;
 use serde_json::{Value, json};
 
+/// The create body of an identity victim, from the ids made before it.
+type VictimBody = fn(&BTreeMap<&str, String>) -> Value;
+
 // ---------------------------------------------------------------------------
 // identities and expectations
 
@@ -1010,7 +1013,7 @@ async fn setup() -> World {
     // --- identity: victims, so a wrongly allowed write breaks nothing else.
     // Made in order: later bodies name earlier ids.
     let mut made: BTreeMap<&str, String> = BTreeMap::new();
-    let victims: [(&str, &str, fn(&BTreeMap<&str, String>) -> Value); 7] = [
+    let victims: [(&str, &str, VictimBody); 7] = [
         ("domains", "domain", |_| json!({"name": "dom-victim"})),
         (
             "services",

@@ -210,7 +210,7 @@ async fn cloud_sku(
         None if skus.is_empty() => {
             return Err(HttpError::input(format!(
                 "no instance types of {} are known yet: give instance_type, or sync them (cloud-account-sync --resource skus)",
-                s(&cr, "name")
+                s(cr, "name")
             )));
         }
         None => {
@@ -223,7 +223,7 @@ async fn cloud_sku(
             fit.first().map(|k| (*k).clone()).ok_or_else(|| {
                 HttpError::insufficient(format!(
                     "no instance type with {c} CPUs and {m} MB in {}",
-                    s(&cr, "name")
+                    s(cr, "name")
                 ))
             })?
         }
