@@ -9,9 +9,7 @@ use std::time::Duration;
 use common::*;
 use serde_json::{Value, json};
 
-on_both_databases!(
-    kill_9_during_fifty_creates_then_restart,
-);
+on_both_databases!(kill_9_during_fifty_creates_then_restart,);
 
 const TERMINAL_FAIL: &[&str] = &[
     "sched_fail",
