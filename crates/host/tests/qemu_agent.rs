@@ -146,8 +146,10 @@ async fn glance(images: Vec<(String, PathBuf)>) -> Glance {
 }
 
 struct Env {
-    _tmp: tempfile::TempDir,
+    // Fields drop in this order: the guard reads the data dir (which
+    // guests had taps), so it goes before the temporary directory.
     _guard: Guard,
+    _tmp: tempfile::TempDir,
     data: PathBuf,
     driver: Arc<QemuDriver>,
     agent: String,
@@ -200,8 +202,8 @@ async fn env(tag: &str) -> Env {
     let secret = cloudpods_apis::agent_auth::generate_secret();
     let agent = serve_agent(driver.clone(), &secret).await;
     Env {
-        _tmp: tmp,
         _guard: guard,
+        _tmp: tmp,
         data,
         driver,
         agent,
@@ -742,4 +744,238 @@ async fn guests_survive_an_agent_restart_and_a_killed_qemu_is_noticed() {
     again.delete(id).await.unwrap();
     again.disk_delete("st", "dc1").await.unwrap();
     assert!(!link_exists(&e.bridge));
+}
+
+/// Peers on a test's bridge: each a network namespace with one end of a
+/// veth pair and an address in the guests' subnet, the other end a port of
+/// the bridge. The guard removes namespaces and veths even when the test
+/// fails.
+struct Peers {
+    /// (namespace, host-side veth)
+    made: Vec<(String, String)>,
+}
+
+impl Peers {
+    fn new() -> Peers {
+        Peers { made: Vec::new() }
+    }
+
+    /// A namespace `ns` reaching `bridge` with `addr/24`.
+    fn add(&mut self, ns: &str, bridge: &str, addr: &str) {
+        let host_end = format!("{ns}h");
+        let ns_end = format!("{ns}n");
+        self.made.push((ns.to_string(), host_end.clone()));
+        let sh = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "ip {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let cidr = format!("{addr}/24");
+        sh(&["netns", "add", ns]);
+        sh(&[
+            "link", "add", &host_end, "type", "veth", "peer", "name", &ns_end,
+        ]);
+        sh(&["link", "set", &ns_end, "netns", ns]);
+        sh(&["-n", ns, "addr", "add", &cidr, "dev", &ns_end]);
+        sh(&["-n", ns, "link", "set", "lo", "up"]);
+        sh(&["-n", ns, "link", "set", &ns_end, "up"]);
+        sh(&["link", "set", &host_end, "master", bridge, "up"]);
+    }
+}
+
+impl Drop for Peers {
+    fn drop(&mut self) {
+        for (ns, host_end) in &self.made {
+            // Deleting the namespace deletes its veth end, and the pair
+            // with it; the host end is removed too in case the namespace
+            // end never got there.
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(std::process::Stdio::null())
+                .status();
+            if link_exists(host_end) {
+                let _ = Command::new("ip").args(["link", "del", host_end]).status();
+            }
+        }
+    }
+}
+
+/// What a TCP connection from a peer namespace to the guest got.
+#[derive(Debug, PartialEq)]
+enum Tcp {
+    /// Connected; what the guest's httpd answered to `GET /`.
+    Answered(String),
+    /// An RST: the guest's kernel answered, nothing listens there.
+    Refused,
+    /// No answer at all: the SYN was dropped on the way.
+    Blocked,
+    Other(String),
+}
+
+/// Connect to `addr` from inside namespace `ns` (on a thread of its own:
+/// `setns` moves only the calling thread, which ends afterwards).
+async fn tcp_from(ns: &str, addr: std::net::SocketAddr, wait: Duration) -> Tcp {
+    let path = format!("/run/netns/{ns}");
+    tokio::task::spawn_blocking(move || {
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            use std::os::fd::AsRawFd;
+            let f = std::fs::File::open(&path).expect("open the peer's namespace");
+            // SAFETY: setns on a valid namespace fd; it changes only this
+            // thread's network namespace.
+            let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            match std::net::TcpStream::connect_timeout(&addr, wait) {
+                Ok(mut s) => {
+                    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                    let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n");
+                    let mut body = String::new();
+                    match s.read_to_string(&mut body) {
+                        Ok(_) => Tcp::Answered(body),
+                        Err(e) => Tcp::Other(format!("connected, then {e}: {body:?}")),
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Tcp::Refused,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Tcp::Blocked,
+                Err(e) => Tcp::Other(e.to_string()),
+            }
+        })
+        .join()
+        .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn security_group_rules_filter_real_packets_from_a_peer() {
+    cloudpods_testkit::require_qemu();
+    let e = env("s").await;
+    let id = "6f1c2a9e-0b7d-4b36-8a55-000000000051";
+    let disk = "ds1";
+    e.ok(
+        &format!("/disks/st/create/{disk}"),
+        json!({"disk": {"size": 64, "image_id": "testimg", "disk_type": "sys"}}),
+    )
+    .await;
+    // The guest listens on 8001 and 8002 (the test image's httpds); the
+    // group allows 8001 and 8003 (where nothing listens) from anywhere and
+    // says nothing of 8002: inbound is denied unless a rule allows it (as
+    // Cloudpods' implicit lowest `in:deny any`).
+    let mut desc = e.desc(id, "vm-sg", disk, "00:22:6f:00:00:51", 30);
+    let rule = |ports: &str, cidr: &str, action: &str, priority: i64| {
+        json!({"direction": "in", "protocol": "tcp", "ports": ports, "cidr": cidr,
+               "action": action, "priority": priority})
+    };
+    desc["secgroup_rules"] = json!([
+        rule("8001", "0.0.0.0/0", "allow", 50),
+        rule("8003", "", "allow", 50)
+    ]);
+    e.ok(
+        &format!("/servers/{id}/deploy"),
+        json!({"desc": desc, "params": {}}),
+    )
+    .await;
+    e.ok(&format!("/servers/{id}/start"), json!({"desc": desc}))
+        .await;
+    let serial = e.wait_serial(id, "CLOUDPODS-READY", 180).await;
+    assert!(
+        serial.contains("CLOUDPODS-LISTEN=8001,8002"),
+        "the guest's listeners did not start: {serial}"
+    );
+    let guest_ip = format!("{}.30", e.prefix);
+    assert!(
+        serial.contains(&format!("CLOUDPODS-IP={guest_ip}")),
+        "{serial}"
+    );
+
+    // Two peers on the wire, .50 and .60.
+    let suffix = e.bridge.trim_start_matches("cpbr").to_string();
+    let (na, nb) = (format!("cpa{suffix}"), format!("cpb{suffix}"));
+    let mut peers = Peers::new();
+    peers.add(&na, &e.bridge, &format!("{}.50", e.prefix));
+    peers.add(&nb, &e.bridge, &format!("{}.60", e.prefix));
+
+    let table = e._guard.table.clone();
+    let ruleset = || {
+        let out = Command::new("nft")
+            .args(["list", "table", "bridge", &table])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let to = |port: u16| -> std::net::SocketAddr { format!("{guest_ip}:{port}").parse().unwrap() };
+    let wait = Duration::from_secs(4);
+    let answer = |port: u16| Tcp::Answered(format!("CLOUDPODS-HTTP host=vm-sg port={port}\n"));
+    let body = |t: Tcp| match t {
+        Tcp::Answered(s) => Tcp::Answered(s.split("\r\n\r\n").nth(1).unwrap_or(&s).to_string()),
+        other => other,
+    };
+
+    // Allowed and listening: the guest answers. Allowed, nothing listening:
+    // the guest's RST comes back. Listening but not allowed: the SYN never
+    // arrives.
+    for (ns, port, want) in [
+        (&na, 8001, answer(8001)),
+        (&na, 8003, Tcp::Refused),
+        (&na, 8002, Tcp::Blocked),
+        (&nb, 8001, answer(8001)),
+        (&nb, 8002, Tcp::Blocked),
+    ] {
+        let got = body(tcp_from(ns, to(port), wait).await);
+        assert_eq!(got, want, "{ns} → {guest_ip}:{port}\n{}", ruleset());
+    }
+
+    // New rules on the running guest (the region's sync): 8002 from .50
+    // only, and 8001 denied to .60 by a rule above the allow-all.
+    desc["secgroup_rules"] = json!([
+        rule("8001", "0.0.0.0/0", "allow", 50),
+        rule("8002", &format!("{}.50/32", e.prefix), "allow", 60),
+        rule("8001", &format!("{}.60", e.prefix), "deny", 70)
+    ]);
+    e.ok(&format!("/servers/{id}/sync"), json!({"desc": desc}))
+        .await;
+    for (ns, port, want) in [
+        (&na, 8002, answer(8002)),
+        (&na, 8001, answer(8001)),
+        (&nb, 8002, Tcp::Blocked),
+        (&nb, 8001, Tcp::Blocked),
+        // 8003 lost its rule.
+        (&na, 8003, Tcp::Blocked),
+    ] {
+        let got = body(tcp_from(ns, to(port), wait).await);
+        assert_eq!(got, want, "{ns} → {guest_ip}:{port}\n{}", ruleset());
+    }
+
+    // A rule that would reach nft unparsed is refused before anything
+    // changes.
+    let mut bad = desc.clone();
+    bad["secgroup_rules"] = json!([rule("8001 } accept", "", "allow", 1)]);
+    let (st, v) = e
+        .call(&format!("/servers/{id}/sync"), json!({"desc": bad}))
+        .await;
+    assert_eq!(
+        (st, v["class"].as_str()),
+        (400, Some("InputParameterError")),
+        "{v}"
+    );
+    assert_eq!(
+        body(tcp_from(&na, to(8002), wait).await),
+        answer(8002),
+        "{}",
+        ruleset()
+    );
+
+    e.ok(&format!("/servers/{id}/delete"), json!({})).await;
+    e.ok(&format!("/disks/st/delete/{disk}"), json!({})).await;
+    assert!(ruleset().is_empty(), "nft table left: {}", ruleset());
+    drop(peers);
+    let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let ns = String::from_utf8_lossy(&ns.stdout);
+    assert!(!ns.contains(&na) && !ns.contains(&nb), "{ns}");
+    assert!(!link_exists(&format!("{na}h")) && !link_exists(&format!("{nb}h")));
 }
