@@ -12,6 +12,7 @@ pub mod crud;
 pub mod error;
 pub mod migrate;
 pub mod pool;
+pub mod row;
 pub mod schema;
 pub mod sql;
 pub mod typed;

@@ -10,6 +10,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use cloudpods_apis::image as api;
+use cloudpods_db::row::s;
 use cloudpods_db::{Row, Sql, crud};
 use cloudpods_rest::params::{get_str, unwrap_envelope};
 use cloudpods_rest::service::ApiRequest;
@@ -353,14 +354,6 @@ async fn subformat(g: &Glance, id: &str, fmt: &str) -> Result<Option<Row>> {
         .await?
         .into_iter()
         .next())
-}
-
-fn s(row: &Row, k: &str) -> String {
-    match row.get(k) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => String::new(),
-        Some(v) => v.to_string(),
-    }
 }
 
 /// The file to serve for `?format=`: (location, size, md5, format).

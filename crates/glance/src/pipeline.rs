@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use cloudpods_apis::image as api;
+use cloudpods_db::row::s;
 use cloudpods_db::{Row, Sql, crud};
 use futures::stream::BoxStream;
 use serde_json::{Value, json};
@@ -54,13 +55,6 @@ pub enum Pending {
 }
 
 pub type ByteStream = BoxStream<'static, std::result::Result<Bytes, String>>;
-
-fn s(row: &Row, k: &str) -> String {
-    row.get(k)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
-}
 
 impl Glance {
     /// Change columns of a live image.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use cloudpods_apis::image as api;
+use cloudpods_db::row::s;
 use cloudpods_db::{Db, ModelDesc, Row, Sql, crud};
 use cloudpods_rbac::Scope;
 use cloudpods_rest::params::{flag, get_bool, get_i64, get_str};
@@ -24,13 +25,6 @@ impl ImageModel {
     pub fn new(g: Arc<Glance>) -> ImageModel {
         ImageModel { g }
     }
-}
-
-fn s(row: &Row, k: &str) -> String {
-    row.get(k)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
 }
 
 /// Check a `properties` object: keys are identifiers, values scalars.

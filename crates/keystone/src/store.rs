@@ -8,17 +8,7 @@ use serde_json::{Value, json};
 use crate::error::{KeystoneError, Result};
 use crate::models::*;
 
-pub fn s(r: &Row, k: &str) -> String {
-    match r.get(k) {
-        Some(Value::String(v)) => v.clone(),
-        Some(Value::Null) | None => String::new(),
-        Some(v) => v.to_string(),
-    }
-}
-
-pub fn b(r: &Row, k: &str) -> bool {
-    r.get(k).and_then(Value::as_bool).unwrap_or(false)
-}
+pub use cloudpods_db::row::{b, s};
 
 async fn rows_where(
     db: &Db,

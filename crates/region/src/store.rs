@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use cloudpods_db::{Db, DbError, ListSpec, ModelDesc, Row, Sql, TypedRow, crud};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::models::*;
 use crate::rows;
@@ -17,25 +17,7 @@ use crate::rows;
 pub const GUEST_HOLDS_RESOURCES: &str = "NOT (`status` IN ('sched_fail', 'net_fail', 'disk_fail') \
      OR (`status` = 'deploy_fail' AND NOT EXISTS (SELECT 1 FROM `guestdisks_tbl` gd WHERE gd.`guest_id` = `guests_tbl`.`id`)))";
 
-pub fn s(r: &Row, k: &str) -> String {
-    match r.get(k) {
-        Some(Value::String(v)) => v.clone(),
-        Some(Value::Null) | None => String::new(),
-        Some(v) => v.to_string(),
-    }
-}
-
-pub fn i(r: &Row, k: &str) -> i64 {
-    match r.get(k) {
-        Some(Value::Number(n)) => n.as_i64().unwrap_or(0),
-        Some(Value::String(v)) => v.parse().unwrap_or(0),
-        _ => 0,
-    }
-}
-
-pub fn b(r: &Row, k: &str) -> bool {
-    r.get(k).and_then(Value::as_bool).unwrap_or(false)
-}
+pub use cloudpods_db::row::{b, i, s};
 
 /// Rows of `desc` where `col` is one of `vals` (chunked).
 pub async fn rows_in(

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
+use cloudpods_db::row::s;
 use cloudpods_db::{Db, DbTx, Row, Sql, TypedRow, crud};
 use hmac::{KeyInit, Mac};
 use serde_json::{Value, json};
@@ -112,13 +113,6 @@ fn later(d: Duration) -> String {
     cloudpods_apis::time::format(
         chrono::Utc::now() + chrono::Duration::from_std(d).unwrap_or_default(),
     )
-}
-
-fn s(r: &Row, k: &str) -> String {
-    match r.get(k) {
-        Some(Value::String(v)) => v.clone(),
-        _ => String::new(),
-    }
 }
 
 impl Engine {
