@@ -131,6 +131,20 @@ impl TaskCtx {
     }
 }
 
+/// A task definition's name and steps, inside `impl TaskDef for …`:
+/// `task_meta!("GuestAttachDiskTask", ["attach", "sync", "finish"]);`
+#[macro_export]
+macro_rules! task_meta {
+    ($name:literal, [$($step:literal),* $(,)?]) => {
+        fn name(&self) -> &'static str {
+            $name
+        }
+        fn steps(&self) -> &'static [&'static str] {
+            &[$($step),*]
+        }
+    };
+}
+
 /// A kind of task.
 #[async_trait]
 pub trait TaskDef: Send + Sync + 'static {

@@ -49,12 +49,7 @@ struct Demo {
 
 #[async_trait]
 impl TaskDef for Demo {
-    fn name(&self) -> &'static str {
-        "DemoTask"
-    }
-    fn steps(&self) -> &'static [&'static str] {
-        &["alloc", "remote", "finish"]
-    }
+    cloudpods_taskman::task_meta!("DemoTask", ["alloc", "remote", "finish"]);
     async fn run_step(&self, t: &mut TaskCtx, step: &str) -> StepResult {
         self.log.push(format!("{}:run:{step}", t.obj_id));
         match step {
@@ -120,12 +115,7 @@ struct Parent {
 
 #[async_trait]
 impl TaskDef for Parent {
-    fn name(&self) -> &'static str {
-        "ParentTask"
-    }
-    fn steps(&self) -> &'static [&'static str] {
-        &["spawn", "after"]
-    }
+    cloudpods_taskman::task_meta!("ParentTask", ["spawn", "after"]);
     async fn run_step(&self, t: &mut TaskCtx, step: &str) -> StepResult {
         self.log.push(format!("parent:run:{step}"));
         if step == "spawn" {

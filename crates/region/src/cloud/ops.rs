@@ -396,12 +396,7 @@ fn ce(e: cp::CloudError) -> TaskError {
 
 #[async_trait]
 impl TaskDef for ResourceTask {
-    fn name(&self) -> &'static str {
-        "CloudResourceTask"
-    }
-    fn steps(&self) -> &'static [&'static str] {
-        &["call"]
-    }
+    cloudpods_taskman::task_meta!("CloudResourceTask", ["call"]);
     async fn run_step(&self, t: &mut TaskCtx, _step: &str) -> StepResult {
         let r = region(&self.0)?;
         let kind = t.param_str("kind");

@@ -666,12 +666,7 @@ pub struct Create(pub Weak<Region>);
 
 #[async_trait]
 impl TaskDef for Create {
-    fn name(&self) -> &'static str {
-        "CloudGuestCreateTask"
-    }
-    fn steps(&self) -> &'static [&'static str] {
-        &["create", "wait"]
-    }
+    cloudpods_taskman::task_meta!("CloudGuestCreateTask", ["create", "wait"]);
     async fn run_step(&self, t: &mut TaskCtx, step: &str) -> StepResult {
         let r = region(&self.0)?;
         let guest = guest_row(&r, &t.obj_id).await?;
@@ -921,12 +916,7 @@ pub struct Delete(pub Weak<Region>);
 
 #[async_trait]
 impl TaskDef for Delete {
-    fn name(&self) -> &'static str {
-        "CloudGuestDeleteTask"
-    }
-    fn steps(&self) -> &'static [&'static str] {
-        &["terminate", "wait", "cleanup"]
-    }
+    cloudpods_taskman::task_meta!("CloudGuestDeleteTask", ["terminate", "wait", "cleanup"]);
     async fn run_step(&self, t: &mut TaskCtx, step: &str) -> StepResult {
         let r = region(&self.0)?;
         let guest = guest_row(&r, &t.obj_id).await?;
@@ -1010,12 +1000,7 @@ pub struct ChangeConfig(pub Weak<Region>);
 
 #[async_trait]
 impl TaskDef for ChangeConfig {
-    fn name(&self) -> &'static str {
-        "CloudGuestChangeConfigTask"
-    }
-    fn steps(&self) -> &'static [&'static str] {
-        &["modify"]
-    }
+    cloudpods_taskman::task_meta!("CloudGuestChangeConfigTask", ["modify"]);
     async fn run_step(&self, t: &mut TaskCtx, _step: &str) -> StepResult {
         let r = region(&self.0)?;
         let guest = guest_row(&r, &t.obj_id).await?;

@@ -7,7 +7,7 @@ use cloudpods_db::{Row, Sql, crud};
 use cloudpods_taskman::{Step, StepResult, TaskCtx, TaskDef, TaskError};
 use serde_json::{Value, json};
 
-use super::{agent_timeout, region, set_status, value_str};
+use super::{Undone, agent_timeout, fail_to, region, set_status, value_str};
 use crate::Region;
 use crate::agent::Agent;
 use crate::models::*;
@@ -61,12 +61,7 @@ pub struct Create(pub Weak<Region>);
 
 #[async_trait]
 impl TaskDef for Create {
-    fn name(&self) -> &'static str {
-        "DiskCreateTask"
-    }
-    fn steps(&self) -> &'static [&'static str] {
-        &["allocate"]
-    }
+    cloudpods_taskman::task_meta!("DiskCreateTask", ["allocate"]);
     async fn run_step(&self, t: &mut TaskCtx, _step: &str) -> StepResult {
         let r = region(&self.0)?;
         let d = disk_row(&r, &t.obj_id).await?;
@@ -133,20 +128,8 @@ impl TaskDef for Create {
         }
         Ok(())
     }
-    async fn on_failure(
-        &self,
-        t: &mut TaskCtx,
-        _step: &str,
-        reason: &str,
-    ) -> Result<(), TaskError> {
-        set_status(
-            &*region(&self.0)?,
-            &DISKS,
-            &t.obj_id,
-            "alloc_failed",
-            Some(reason),
-        )
-        .await
+    async fn on_failure(&self, t: &mut TaskCtx, _: &str, why: &str) -> Undone {
+        fail_to(&self.0, &DISKS, t, "alloc_failed", why).await
     }
 }
 
@@ -154,12 +137,7 @@ pub struct Delete(pub Weak<Region>);
 
 #[async_trait]
 impl TaskDef for Delete {
-    fn name(&self) -> &'static str {
-        "DiskDeleteTask"
-    }
-    fn steps(&self) -> &'static [&'static str] {
-        &["delete"]
-    }
+    cloudpods_taskman::task_meta!("DiskDeleteTask", ["delete"]);
     async fn run_step(&self, t: &mut TaskCtx, _step: &str) -> StepResult {
         let r = region(&self.0)?;
         let d = disk_row(&r, &t.obj_id).await?;
@@ -190,20 +168,8 @@ impl TaskDef for Delete {
         self.forget(&r, &t.obj_id).await?;
         Ok(Step::Done)
     }
-    async fn on_failure(
-        &self,
-        t: &mut TaskCtx,
-        _step: &str,
-        reason: &str,
-    ) -> Result<(), TaskError> {
-        set_status(
-            &*region(&self.0)?,
-            &DISKS,
-            &t.obj_id,
-            "dealloc_failed",
-            Some(reason),
-        )
-        .await
+    async fn on_failure(&self, t: &mut TaskCtx, _: &str, why: &str) -> Undone {
+        fail_to(&self.0, &DISKS, t, "dealloc_failed", why).await
     }
 }
 

@@ -17,7 +17,7 @@ use cloudpods_taskman::{
 };
 use serde_json::{Value, json};
 
-use super::{agent_of, agent_timeout, guest_row, region, set_status, value_str};
+use super::{Undone, agent_of, agent_timeout, fail_to, guest_row, region, set_status, value_str};
 use crate::Region;
 use crate::models::*;
 use crate::store::{self, i, s};
@@ -51,12 +51,7 @@ pub struct BatchCreate(pub Weak<Region>);
 
 #[async_trait]
 impl TaskDef for BatchCreate {
-    fn name(&self) -> &'static str {
-        "GuestBatchCreateTask"
-    }
-    fn steps(&self) -> &'static [&'static str] {
-        &["schedule", "spawn"]
-    }
+    cloudpods_taskman::task_meta!("GuestBatchCreateTask", ["schedule", "spawn"]);
 
     async fn run_step(&self, t: &mut TaskCtx, step: &str) -> StepResult {
         let r = region(&self.0)?;
@@ -364,12 +359,7 @@ impl Create {
 
 #[async_trait]
 impl TaskDef for Create {
-    fn name(&self) -> &'static str {
-        "GuestCreateTask"
-    }
-    fn steps(&self) -> &'static [&'static str] {
-        &["network", "disk", "deploy", "finish"]
-    }
+    cloudpods_taskman::task_meta!("GuestCreateTask", ["network", "disk", "deploy", "finish"]);
 
     async fn run_step(&self, t: &mut TaskCtx, step: &str) -> StepResult {
         let r = region(&self.0)?;
@@ -703,12 +693,7 @@ pub struct Start(pub Weak<Region>);
 
 #[async_trait]
 impl TaskDef for Start {
-    fn name(&self) -> &'static str {
-        "GuestStartTask"
-    }
-    fn steps(&self) -> &'static [&'static str] {
-        &["start"]
-    }
+    cloudpods_taskman::task_meta!("GuestStartTask", ["start"]);
     async fn run_step(&self, t: &mut TaskCtx, _step: &str) -> StepResult {
         let r = region(&self.0)?;
         send_guest_action(
@@ -725,20 +710,8 @@ impl TaskDef for Start {
         mark_running(&*region(&self.0)?, &t.obj_id).await?;
         Ok(Step::Done)
     }
-    async fn on_failure(
-        &self,
-        t: &mut TaskCtx,
-        _step: &str,
-        reason: &str,
-    ) -> Result<(), TaskError> {
-        set_status(
-            &*region(&self.0)?,
-            &GUESTS,
-            &t.obj_id,
-            status::START_FAIL,
-            Some(reason),
-        )
-        .await
+    async fn on_failure(&self, t: &mut TaskCtx, _: &str, why: &str) -> Undone {
+        fail_to(&self.0, &GUESTS, t, status::START_FAIL, why).await
     }
 }
 
@@ -746,12 +719,7 @@ pub struct Stop(pub Weak<Region>);
 
 #[async_trait]
 impl TaskDef for Stop {
-    fn name(&self) -> &'static str {
-        "GuestStopTask"
-    }
-    fn steps(&self) -> &'static [&'static str] {
-        &["stop"]
-    }
+    cloudpods_taskman::task_meta!("GuestStopTask", ["stop"]);
     async fn run_step(&self, t: &mut TaskCtx, _step: &str) -> StepResult {
         let r = region(&self.0)?;
         let extra = json!({"is_force": t.params["is_force"], "timeout": t.params["timeout"]});
@@ -769,20 +737,8 @@ impl TaskDef for Stop {
         mark_ready(&*region(&self.0)?, &t.obj_id).await?;
         Ok(Step::Done)
     }
-    async fn on_failure(
-        &self,
-        t: &mut TaskCtx,
-        _step: &str,
-        reason: &str,
-    ) -> Result<(), TaskError> {
-        set_status(
-            &*region(&self.0)?,
-            &GUESTS,
-            &t.obj_id,
-            status::STOP_FAIL,
-            Some(reason),
-        )
-        .await
+    async fn on_failure(&self, t: &mut TaskCtx, _: &str, why: &str) -> Undone {
+        fail_to(&self.0, &GUESTS, t, status::STOP_FAIL, why).await
     }
 }
 
@@ -790,12 +746,7 @@ pub struct Restart(pub Weak<Region>);
 
 #[async_trait]
 impl TaskDef for Restart {
-    fn name(&self) -> &'static str {
-        "GuestRestartTask"
-    }
-    fn steps(&self) -> &'static [&'static str] {
-        &["stop", "start"]
-    }
+    cloudpods_taskman::task_meta!("GuestRestartTask", ["stop", "start"]);
     async fn run_step(&self, t: &mut TaskCtx, step: &str) -> StepResult {
         let r = region(&self.0)?;
         let guest = guest_row(&r, &t.obj_id).await?;
@@ -852,12 +803,7 @@ pub struct Reset(pub Weak<Region>);
 
 #[async_trait]
 impl TaskDef for Reset {
-    fn name(&self) -> &'static str {
-        "GuestResetTask"
-    }
-    fn steps(&self) -> &'static [&'static str] {
-        &["reset"]
-    }
+    cloudpods_taskman::task_meta!("GuestResetTask", ["reset"]);
     async fn run_step(&self, t: &mut TaskCtx, _step: &str) -> StepResult {
         let r = region(&self.0)?;
         send_guest_action(
@@ -874,20 +820,8 @@ impl TaskDef for Reset {
         mark_running(&*region(&self.0)?, &t.obj_id).await?;
         Ok(Step::Done)
     }
-    async fn on_failure(
-        &self,
-        t: &mut TaskCtx,
-        _step: &str,
-        reason: &str,
-    ) -> Result<(), TaskError> {
-        set_status(
-            &*region(&self.0)?,
-            &GUESTS,
-            &t.obj_id,
-            status::START_FAIL,
-            Some(reason),
-        )
-        .await
+    async fn on_failure(&self, t: &mut TaskCtx, _: &str, why: &str) -> Undone {
+        fail_to(&self.0, &GUESTS, t, status::START_FAIL, why).await
     }
 }
 
@@ -896,12 +830,7 @@ pub struct Syncstatus(pub Weak<Region>);
 
 #[async_trait]
 impl TaskDef for Syncstatus {
-    fn name(&self) -> &'static str {
-        "GuestSyncstatusTask"
-    }
-    fn steps(&self) -> &'static [&'static str] {
-        &["sync"]
-    }
+    cloudpods_taskman::task_meta!("GuestSyncstatusTask", ["sync"]);
     async fn run_step(&self, t: &mut TaskCtx, _step: &str) -> StepResult {
         let r = region(&self.0)?;
         let guest = guest_row(&r, &t.obj_id).await?;
@@ -927,20 +856,8 @@ impl TaskDef for Syncstatus {
         apply_agent_status(&r, &t.obj_id, &value_str(&answer, "status")).await?;
         Ok(Step::Done)
     }
-    async fn on_failure(
-        &self,
-        t: &mut TaskCtx,
-        _step: &str,
-        reason: &str,
-    ) -> Result<(), TaskError> {
-        set_status(
-            &*region(&self.0)?,
-            &GUESTS,
-            &t.obj_id,
-            status::UNKNOWN,
-            Some(reason),
-        )
-        .await
+    async fn on_failure(&self, t: &mut TaskCtx, _: &str, why: &str) -> Undone {
+        fail_to(&self.0, &GUESTS, t, status::UNKNOWN, why).await
     }
 }
 
@@ -982,12 +899,7 @@ pub struct Delete(pub Weak<Region>);
 
 #[async_trait]
 impl TaskDef for Delete {
-    fn name(&self) -> &'static str {
-        "GuestDeleteTask"
-    }
-    fn steps(&self) -> &'static [&'static str] {
-        &["stop", "remove", "disks", "cleanup"]
-    }
+    cloudpods_taskman::task_meta!("GuestDeleteTask", ["stop", "remove", "disks", "cleanup"]);
 
     async fn run_step(&self, t: &mut TaskCtx, step: &str) -> StepResult {
         let r = region(&self.0)?;

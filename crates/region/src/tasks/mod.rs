@@ -10,7 +10,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use cloudpods_db::{Row, crud};
-use cloudpods_taskman::TaskError;
+use cloudpods_taskman::{TaskCtx, TaskError};
 use serde_json::Value;
 
 use crate::Region;
@@ -114,6 +114,21 @@ pub async fn check_storage_path(
             "the agent reported {what} {path:?}, which is outside the mount points registered for storage {storage_id}"
         )))
     }
+}
+
+/// What a task's failure hook answers.
+pub type Undone = Result<(), TaskError>;
+
+/// A failure hook's usual work: leave the task's object in `status` with
+/// the reason.
+pub async fn fail_to(
+    w: &Weak<Region>,
+    desc: &cloudpods_db::ModelDesc,
+    t: &TaskCtx,
+    status: &str,
+    reason: &str,
+) -> Undone {
+    set_status(&*region(w)?, desc, &t.obj_id, status, Some(reason)).await
 }
 
 pub async fn set_status(

@@ -15,7 +15,7 @@ use cloudpods_taskman::{Step, StepResult, TaskCtx, TaskDef, TaskError};
 use serde_json::{Value, json};
 
 use super::disk::storage_agent;
-use super::{agent_timeout, region, set_status};
+use super::{Undone, agent_timeout, fail_to, region, set_status};
 use crate::Region;
 use crate::agent::Agent;
 use crate::models::*;
@@ -67,12 +67,7 @@ pub struct SnapshotCreate(pub Weak<Region>);
 
 #[async_trait]
 impl TaskDef for SnapshotCreate {
-    fn name(&self) -> &'static str {
-        "SnapshotCreateTask"
-    }
-    fn steps(&self) -> &'static [&'static str] {
-        &["snapshot"]
-    }
+    cloudpods_taskman::task_meta!("SnapshotCreateTask", ["snapshot"]);
     async fn run_step(&self, t: &mut TaskCtx, _step: &str) -> StepResult {
         let r = region(&self.0)?;
         let snap = row_of(&r, &SNAPSHOTS, &t.obj_id).await?;
@@ -139,20 +134,8 @@ impl TaskDef for SnapshotCreate {
         }
         Ok(())
     }
-    async fn on_failure(
-        &self,
-        t: &mut TaskCtx,
-        _step: &str,
-        reason: &str,
-    ) -> Result<(), TaskError> {
-        set_status(
-            &*region(&self.0)?,
-            &SNAPSHOTS,
-            &t.obj_id,
-            "create_failed",
-            Some(reason),
-        )
-        .await
+    async fn on_failure(&self, t: &mut TaskCtx, _: &str, why: &str) -> Undone {
+        fail_to(&self.0, &SNAPSHOTS, t, "create_failed", why).await
     }
 }
 
@@ -160,12 +143,7 @@ pub struct SnapshotDelete(pub Weak<Region>);
 
 #[async_trait]
 impl TaskDef for SnapshotDelete {
-    fn name(&self) -> &'static str {
-        "SnapshotDeleteTask"
-    }
-    fn steps(&self) -> &'static [&'static str] {
-        &["delete"]
-    }
+    cloudpods_taskman::task_meta!("SnapshotDeleteTask", ["delete"]);
     async fn run_step(&self, t: &mut TaskCtx, _step: &str) -> StepResult {
         let r = region(&self.0)?;
         let snap = row_of(&r, &SNAPSHOTS, &t.obj_id).await?;
@@ -203,20 +181,8 @@ impl TaskDef for SnapshotDelete {
         crud::delete(r.db.write(), &SNAPSHOTS, &t.obj_id).await?;
         Ok(Step::Done)
     }
-    async fn on_failure(
-        &self,
-        t: &mut TaskCtx,
-        _step: &str,
-        reason: &str,
-    ) -> Result<(), TaskError> {
-        set_status(
-            &*region(&self.0)?,
-            &SNAPSHOTS,
-            &t.obj_id,
-            "delete_failed",
-            Some(reason),
-        )
-        .await
+    async fn on_failure(&self, t: &mut TaskCtx, _: &str, why: &str) -> Undone {
+        fail_to(&self.0, &SNAPSHOTS, t, "delete_failed", why).await
     }
 }
 
@@ -224,12 +190,7 @@ pub struct DiskResize(pub Weak<Region>);
 
 #[async_trait]
 impl TaskDef for DiskResize {
-    fn name(&self) -> &'static str {
-        "DiskResizeTask"
-    }
-    fn steps(&self) -> &'static [&'static str] {
-        &["resize"]
-    }
+    cloudpods_taskman::task_meta!("DiskResizeTask", ["resize"]);
     async fn run_step(&self, t: &mut TaskCtx, _step: &str) -> StepResult {
         let r = region(&self.0)?;
         let disk = row_of(&r, &DISKS, &t.obj_id).await?;
@@ -301,12 +262,7 @@ pub struct DiskReset(pub Weak<Region>);
 
 #[async_trait]
 impl TaskDef for DiskReset {
-    fn name(&self) -> &'static str {
-        "DiskResetTask"
-    }
-    fn steps(&self) -> &'static [&'static str] {
-        &["reset"]
-    }
+    cloudpods_taskman::task_meta!("DiskResetTask", ["reset"]);
     async fn run_step(&self, t: &mut TaskCtx, _step: &str) -> StepResult {
         let r = region(&self.0)?;
         let disk = row_of(&r, &DISKS, &t.obj_id).await?;
@@ -347,19 +303,7 @@ impl TaskDef for DiskReset {
         crud::update(r.db.write(), &DISKS, &t.obj_id, &ch).await?;
         Ok(Step::Done)
     }
-    async fn on_failure(
-        &self,
-        t: &mut TaskCtx,
-        _step: &str,
-        reason: &str,
-    ) -> Result<(), TaskError> {
-        set_status(
-            &*region(&self.0)?,
-            &DISKS,
-            &t.obj_id,
-            "reset_failed",
-            Some(reason),
-        )
-        .await
+    async fn on_failure(&self, t: &mut TaskCtx, _: &str, why: &str) -> Undone {
+        fail_to(&self.0, &DISKS, t, "reset_failed", why).await
     }
 }

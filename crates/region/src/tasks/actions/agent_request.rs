@@ -65,12 +65,7 @@ pub struct AgentRequest(pub Weak<Region>);
 
 #[async_trait]
 impl TaskDef for AgentRequest {
-    fn name(&self) -> &'static str {
-        "AgentRequestTask"
-    }
-    fn steps(&self) -> &'static [&'static str] {
-        &["request"]
-    }
+    cloudpods_taskman::task_meta!("AgentRequestTask", ["request"]);
     async fn run_step(&self, t: &mut TaskCtx, _step: &str) -> StepResult {
         let r = region(&self.0)?;
         let host = host_row(&r, &t.param_str("host_id")).await?;

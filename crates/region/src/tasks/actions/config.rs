@@ -214,12 +214,7 @@ pub(super) async fn change_config(
         "add": add,
         "auto_start": flag(input, "auto_start")?,
     });
-    commit_with_task(
-        region,
-        tx,
-        new_task(ctx, obj, "GuestChangeConfigTask", params),
-    )
-    .await
+    commit_action(region, tx, ctx, obj, "GuestChangeConfigTask", params).await
 }
 
 /// Change vCPUs, memory and disks of a stopped guest.
@@ -227,12 +222,10 @@ pub struct ChangeConfig(pub Weak<Region>);
 
 #[async_trait]
 impl TaskDef for ChangeConfig {
-    fn name(&self) -> &'static str {
-        "GuestChangeConfigTask"
-    }
-    fn steps(&self) -> &'static [&'static str] {
-        &["reserve", "resize", "newdisks", "finish"]
-    }
+    cloudpods_taskman::task_meta!(
+        "GuestChangeConfigTask",
+        ["reserve", "resize", "newdisks", "finish"]
+    );
 
     async fn run_step(&self, t: &mut TaskCtx, step: &str) -> StepResult {
         let r = region(&self.0)?;

@@ -84,10 +84,13 @@ pub(super) async fn set_password(
     ch.insert("deploy_params".into(), secrets);
     ch.insert("fail_reason".into(), Value::Null);
     crud::update(&mut *tx, &GUESTS, &s(obj, "id"), &ch).await?;
-    commit_with_task(
+    commit_action(
         region,
         tx,
-        new_task(ctx, obj, "GuestDeployTask", json!({"prev_status": prev})),
+        ctx,
+        obj,
+        "GuestDeployTask",
+        json!({"prev_status": prev}),
     )
     .await
 }
@@ -97,12 +100,7 @@ pub struct Deploy(pub Weak<Region>);
 
 #[async_trait]
 impl TaskDef for Deploy {
-    fn name(&self) -> &'static str {
-        "GuestDeployTask"
-    }
-    fn steps(&self) -> &'static [&'static str] {
-        &["deploy"]
-    }
+    cloudpods_taskman::task_meta!("GuestDeployTask", ["deploy"]);
     async fn run_step(&self, t: &mut TaskCtx, _step: &str) -> StepResult {
         let r = region(&self.0)?;
         let guest = guest_row(&r, &t.obj_id).await?;
@@ -182,12 +180,7 @@ pub(super) async fn rebuild_root(
         "auto_start": get_bool(input, "auto_start")?,
         "old_disk_id": s(sys, "id"), "new_disk_id": crud::new_id(DISKS.id_style),
     });
-    commit_with_task(
-        region,
-        tx,
-        new_task(ctx, obj, "GuestRebuildRootTask", params),
-    )
-    .await
+    commit_action(region, tx, ctx, obj, "GuestRebuildRootTask", params).await
 }
 
 /// Replace the system disk with a fresh one from an image. The new disk is
@@ -197,12 +190,10 @@ pub struct RebuildRoot(pub Weak<Region>);
 
 #[async_trait]
 impl TaskDef for RebuildRoot {
-    fn name(&self) -> &'static str {
-        "GuestRebuildRootTask"
-    }
-    fn steps(&self) -> &'static [&'static str] {
-        &["stop", "create", "deploy", "swap", "finish"]
-    }
+    cloudpods_taskman::task_meta!(
+        "GuestRebuildRootTask",
+        ["stop", "create", "deploy", "swap", "finish"]
+    );
     async fn run_step(&self, t: &mut TaskCtx, step: &str) -> StepResult {
         let r = region(&self.0)?;
         let guest = guest_row(&r, &t.obj_id).await?;

@@ -78,12 +78,7 @@ pub(super) async fn disk_snapshot(
     guest_cas(region, &mut tx, obj, ACTION, &from, status::SNAPSHOT_START).await?;
     crud::insert(&mut *tx, &SNAPSHOTS, &snap).await?;
     let params = json!({"disk_id": did, "snapshot_id": s(&snap, "id"), "prev_status": prev});
-    commit_with_task(
-        region,
-        tx,
-        new_task(ctx, obj, "GuestDiskSnapshotTask", params),
-    )
-    .await
+    commit_action(region, tx, ctx, obj, "GuestDiskSnapshotTask", params).await
 }
 
 /// Snapshot one disk of the guest (the snapshot itself is the virt
@@ -92,12 +87,7 @@ pub struct DiskSnapshot(pub Weak<Region>);
 
 #[async_trait]
 impl TaskDef for DiskSnapshot {
-    fn name(&self) -> &'static str {
-        "GuestDiskSnapshotTask"
-    }
-    fn steps(&self) -> &'static [&'static str] {
-        &["snapshot", "finish"]
-    }
+    cloudpods_taskman::task_meta!("GuestDiskSnapshotTask", ["snapshot", "finish"]);
     async fn run_step(&self, t: &mut TaskCtx, step: &str) -> StepResult {
         let r = region(&self.0)?;
         if step == "finish" {
@@ -179,19 +169,7 @@ impl TaskDef for DiskSnapshot {
         crud::delete(r.db.write(), &SNAPSHOTS, &sid).await?;
         Ok(())
     }
-    async fn on_failure(
-        &self,
-        t: &mut TaskCtx,
-        _step: &str,
-        reason: &str,
-    ) -> Result<(), TaskError> {
-        set_status(
-            &*region(&self.0)?,
-            &GUESTS,
-            &t.obj_id,
-            status::SNAPSHOT_FAILED,
-            Some(reason),
-        )
-        .await
+    async fn on_failure(&self, t: &mut TaskCtx, _: &str, why: &str) -> Undone {
+        fail_to(&self.0, &GUESTS, t, status::SNAPSHOT_FAILED, why).await
     }
 }

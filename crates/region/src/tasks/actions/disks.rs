@@ -80,12 +80,7 @@ pub(super) async fn attach_disk(
         "cache_mode": get_str_any(input, &["cache", "cache_mode"]).unwrap_or_else(|| "none".into()),
         "mountpoint": get_str(input, "mountpoint").unwrap_or_default(),
     });
-    commit_with_task(
-        region,
-        tx,
-        new_task(ctx, obj, "GuestAttachDiskTask", params),
-    )
-    .await
+    commit_action(region, tx, ctx, obj, "GuestAttachDiskTask", params).await
 }
 
 /// Attach a ready disk; a running guest gets it hot-plugged via sync.
@@ -93,12 +88,7 @@ pub struct AttachDisk(pub Weak<Region>);
 
 #[async_trait]
 impl TaskDef for AttachDisk {
-    fn name(&self) -> &'static str {
-        "GuestAttachDiskTask"
-    }
-    fn steps(&self) -> &'static [&'static str] {
-        &["attach", "sync", "finish"]
-    }
+    cloudpods_taskman::task_meta!("GuestAttachDiskTask", ["attach", "sync", "finish"]);
     async fn run_step(&self, t: &mut TaskCtx, step: &str) -> StepResult {
         let r = region(&self.0)?;
         let did = t.param_str("disk_id");
@@ -219,12 +209,7 @@ pub(super) async fn detach_disk(
         )));
     }
     let params = json!({"disk_id": did, "prev_status": prev, "keep_disk": keep, "joint": joint});
-    commit_with_task(
-        region,
-        tx,
-        new_task(ctx, obj, "GuestDetachDiskTask", params),
-    )
-    .await
+    commit_action(region, tx, ctx, obj, "GuestDetachDiskTask", params).await
 }
 
 /// Detach a data disk (and delete it unless `keep_disk`).
@@ -232,12 +217,7 @@ pub struct DetachDisk(pub Weak<Region>);
 
 #[async_trait]
 impl TaskDef for DetachDisk {
-    fn name(&self) -> &'static str {
-        "GuestDetachDiskTask"
-    }
-    fn steps(&self) -> &'static [&'static str] {
-        &["detach", "sync", "finish"]
-    }
+    cloudpods_taskman::task_meta!("GuestDetachDiskTask", ["detach", "sync", "finish"]);
     async fn run_step(&self, t: &mut TaskCtx, step: &str) -> StepResult {
         let r = region(&self.0)?;
         let did = t.param_str("disk_id");

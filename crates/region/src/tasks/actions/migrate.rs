@@ -143,12 +143,10 @@ impl Migrate {
 
 #[async_trait]
 impl TaskDef for Migrate {
-    fn name(&self) -> &'static str {
-        "GuestMigrateTask"
-    }
-    fn steps(&self) -> &'static [&'static str] {
-        &["prepare", "disks", "deploy", "switch", "cleanup", "finish"]
-    }
+    cloudpods_taskman::task_meta!(
+        "GuestMigrateTask",
+        ["prepare", "disks", "deploy", "switch", "cleanup", "finish"]
+    );
     async fn run_step(&self, t: &mut TaskCtx, step: &str) -> StepResult {
         let r = region(&self.0)?;
         let guest = guest_row(&r, &t.obj_id).await?;
@@ -384,19 +382,7 @@ impl TaskDef for Migrate {
         }
         Ok(())
     }
-    async fn on_failure(
-        &self,
-        t: &mut TaskCtx,
-        _step: &str,
-        reason: &str,
-    ) -> Result<(), TaskError> {
-        set_status(
-            &*region(&self.0)?,
-            &GUESTS,
-            &t.obj_id,
-            status::MIGRATE_FAILED,
-            Some(reason),
-        )
-        .await
+    async fn on_failure(&self, t: &mut TaskCtx, _: &str, why: &str) -> Undone {
+        fail_to(&self.0, &GUESTS, t, status::MIGRATE_FAILED, why).await
     }
 }

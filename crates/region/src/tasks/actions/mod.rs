@@ -34,7 +34,9 @@ use cloudpods_taskman::{
 use serde_json::{Map, Value, json};
 
 use super::guest::{child_owner, mark_ready, mark_running};
-use super::{agent_of, agent_timeout, guest_row, host_row, region, set_status, value_str};
+use super::{
+    Undone, agent_of, agent_timeout, fail_to, guest_row, host_row, region, set_status, value_str,
+};
 use crate::Region;
 use crate::agent::Agent;
 use crate::desc::{DescOverrides, guest_desc, guest_desc_with};
@@ -166,6 +168,18 @@ async fn commit_with_task(region: &Region, mut tx: DbTx, t: NewTask) -> Result<(
     tx.commit().await.map_err(DbError::from)?;
     region.engine.wake();
     Ok(())
+}
+
+/// Insert the action's task `name` on `obj` in `tx`, and commit.
+async fn commit_action(
+    region: &Region,
+    tx: DbTx,
+    ctx: &Ctx,
+    obj: &Row,
+    name: &str,
+    params: Value,
+) -> Result<()> {
+    commit_with_task(region, tx, new_task(ctx, obj, name, params)).await
 }
 
 /// The guest as actions answer it.

@@ -72,12 +72,7 @@ pub struct SyncConfig(pub Weak<Region>);
 
 #[async_trait]
 impl TaskDef for SyncConfig {
-    fn name(&self) -> &'static str {
-        "GuestSyncConfigTask"
-    }
-    fn steps(&self) -> &'static [&'static str] {
-        &["sync"]
-    }
+    cloudpods_taskman::task_meta!("GuestSyncConfigTask", ["sync"]);
     async fn run_step(&self, t: &mut TaskCtx, _step: &str) -> StepResult {
         send_sync(&*region(&self.0)?, t).await
     }
@@ -101,19 +96,7 @@ impl TaskDef for SyncConfig {
         tx.commit().await.map_err(DbError::from)?;
         Ok(())
     }
-    async fn on_failure(
-        &self,
-        t: &mut TaskCtx,
-        _step: &str,
-        reason: &str,
-    ) -> Result<(), TaskError> {
-        set_status(
-            &*region(&self.0)?,
-            &GUESTS,
-            &t.obj_id,
-            status::SYNC_FAIL,
-            Some(reason),
-        )
-        .await
+    async fn on_failure(&self, t: &mut TaskCtx, _: &str, why: &str) -> Undone {
+        fail_to(&self.0, &GUESTS, t, status::SYNC_FAIL, why).await
     }
 }
