@@ -51,19 +51,7 @@ impl Drop for Guard {
     fn drop(&mut self) {
         // QEMUs and dnsmasqs started for this test carry its dir in their
         // command line.
-        if let Ok(rd) = std::fs::read_dir("/proc") {
-            for e in rd.flatten() {
-                let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-                    continue;
-                };
-                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                let cmd = String::from_utf8_lossy(&cmd);
-                if cmd.contains(&self.dir.display().to_string()) && pid != std::process::id() as i32
-                {
-                    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-                }
-            }
-        }
+        cloudpods_testkit::kill_matching(&self.dir.display().to_string());
         // Taps of this test's guests, then its bridge.
         if let Ok(rd) = std::fs::read_dir(self.dir.join("d/servers")) {
             for g in rd.flatten() {
@@ -340,15 +328,7 @@ fn link_exists(name: &str) -> bool {
 }
 
 fn qemu_pids_under(dir: &Path) -> usize {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            let cmd = String::from_utf8_lossy(&cmd);
-            cmd.starts_with("qemu-system") && cmd.contains(&dir.display().to_string())
-        })
-        .count()
+    cloudpods_testkit::procs_matching(&dir.display().to_string(), "qemu-system")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -164,12 +164,24 @@ pub trait TaskDef: Send + Sync + 'static {
     }
 
     /// Every subtask spawned by `step` finished.
+    /// Whether failed subtasks of `step` still leave the step done (an
+    /// auto-start after the work, whose failure shows on its own object).
+    fn tolerates_failed_subtasks(&self, _step: &str) -> bool {
+        false
+    }
+
+    /// The subtasks `step` started have all finished: by default the step
+    /// fails with the first failed subtask's reason, unless
+    /// [`TaskDef::tolerates_failed_subtasks`].
     async fn on_subtasks_done(
         &self,
         _t: &mut TaskCtx,
-        _step: &str,
+        step: &str,
         results: Vec<SubtaskResult>,
     ) -> StepResult {
+        if self.tolerates_failed_subtasks(step) {
+            return Ok(Step::Done);
+        }
         match results.iter().find(|r| !r.succeeded) {
             Some(r) => Err(TaskError(format!(
                 "{} {} failed: {}",

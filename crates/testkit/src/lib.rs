@@ -170,6 +170,41 @@ fn marker_name(kind: &str, binary: Option<&str>, test: Option<&str>) -> String {
     format!("{kind}--{binary}--{test}").replace(['/', '\\'], "_")
 }
 
+/// Processes whose command line starts with `prefix` and contains `needle`
+/// (e.g. the QEMUs of a test's data dir).
+pub fn procs_matching(needle: &str, prefix: &str) -> usize {
+    pids_matching(needle)
+        .into_iter()
+        .filter(|(_, cmd)| cmd.starts_with(prefix))
+        .count()
+}
+
+/// Kill -9 every process (but this one) whose command line contains
+/// `needle`: the QEMUs and dnsmasqs a test started under its directory.
+pub fn kill_matching(needle: &str) {
+    for (pid, _) in pids_matching(needle) {
+        if pid != std::process::id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+fn pids_matching(needle: &str) -> Vec<(u32, String)> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_string_lossy().parse::<u32>().ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).into_owned();
+            cmd.contains(needle).then_some((pid, cmd))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::{host_port, marker_name};

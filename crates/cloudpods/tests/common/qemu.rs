@@ -182,32 +182,12 @@ impl RealHost {
     }
 }
 
-pub fn procs_matching(needle: &str, prefix: &str) -> usize {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            let cmd = String::from_utf8_lossy(&cmd);
-            cmd.starts_with(prefix) && cmd.contains(needle)
-        })
-        .count()
-}
+pub use cloudpods_testkit::procs_matching;
 
 impl Drop for RealHost {
     fn drop(&mut self) {
         self.kill();
-        let needle = self.data.display().to_string();
-        if let Ok(rd) = std::fs::read_dir("/proc") {
-            for e in rd.flatten() {
-                let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-                if String::from_utf8_lossy(&cmd).contains(&needle)
-                    && let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>()
-                {
-                    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-                }
-            }
-        }
+        cloudpods_testkit::kill_matching(&self.data.display().to_string());
         if let Ok(rd) = std::fs::read_dir(self.data().join("servers")) {
             for g in rd.flatten() {
                 let id = g.file_name().to_string_lossy().into_owned();

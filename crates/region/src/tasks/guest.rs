@@ -178,13 +178,8 @@ impl TaskDef for BatchCreate {
 
     /// Each guest's own task reports its failure on the guest; the batch
     /// itself succeeds once every guest task has finished.
-    async fn on_subtasks_done(
-        &self,
-        _t: &mut TaskCtx,
-        _step: &str,
-        _results: Vec<SubtaskResult>,
-    ) -> StepResult {
-        Ok(Step::Done)
+    fn tolerates_failed_subtasks(&self, _: &str) -> bool {
+        true
     }
 
     async fn undo_step(&self, t: &mut TaskCtx, step: &str) -> Result<(), TaskError> {

@@ -249,21 +249,10 @@ impl TaskDef for ChangeConfig {
                     if i(&d, "disk_size") >= size {
                         continue;
                     }
-                    t.spawn(NewTask::new(
-                        "DiskResizeTask",
-                        "disk",
-                        &did,
-                        &s(&d, "name"),
-                        json!({"size": size}),
-                        owner.clone(),
-                    ));
+                    spawn_disk_task(t, "DiskResizeTask", &d, json!({"size": size}), &owner);
                     waiting = true;
                 }
-                Ok(if waiting {
-                    Step::WaitSubtasks
-                } else {
-                    Step::Done
-                })
+                Ok(wait_for_subtasks(waiting))
             }
             "newdisks" => {
                 let add = arr(&t.params["add"]);
@@ -281,21 +270,11 @@ impl TaskDef for ChangeConfig {
                     if s(&d, "status") == "ready" {
                         continue;
                     }
-                    t.spawn(NewTask::new(
-                        "DiskCreateTask",
-                        "disk",
-                        &s(&d, "id"),
-                        &s(&d, "name"),
-                        json!({"host_id": s(&guest, "host_id")}),
-                        owner.clone(),
-                    ));
+                    let params = json!({"host_id": s(&guest, "host_id")});
+                    spawn_disk_task(t, "DiskCreateTask", &d, params, &owner);
                     waiting = true;
                 }
-                Ok(if waiting {
-                    Step::WaitSubtasks
-                } else {
-                    Step::Done
-                })
+                Ok(wait_for_subtasks(waiting))
             }
             _ => {
                 let mut ch = Row::new();
@@ -318,17 +297,9 @@ impl TaskDef for ChangeConfig {
         }
     }
 
-    async fn on_subtasks_done(
-        &self,
-        _t: &mut TaskCtx,
-        step: &str,
-        results: Vec<SubtaskResult>,
-    ) -> StepResult {
-        if step == "finish" {
-            // A failed auto-start leaves the new configuration, in start_fail.
-            return Ok(Step::Done);
-        }
-        first_failure(&results)
+    // A failed auto-start leaves the new configuration, in start_fail.
+    fn tolerates_failed_subtasks(&self, step: &str) -> bool {
+        step == "finish"
     }
 
     async fn undo_step(&self, t: &mut TaskCtx, step: &str) -> Result<(), TaskError> {
@@ -382,14 +353,24 @@ impl TaskDef for ChangeConfig {
     }
 }
 
-/// The first failed subtask as the step's failure.
-pub(super) fn first_failure(results: &[SubtaskResult]) -> StepResult {
-    match results.iter().find(|r| !r.succeeded) {
-        Some(r) => Err(TaskError(format!(
-            "{} {} failed: {}",
-            r.task_name, r.obj_id, r.reason
-        ))),
-        None => Ok(Step::Done),
+/// Start the disk task `name` on disk row `d` as a subtask.
+pub(super) fn spawn_disk_task(t: &mut TaskCtx, name: &str, d: &Row, params: Value, owner: &Owner) {
+    t.spawn(NewTask::new(
+        name,
+        "disk",
+        &s(d, "id"),
+        &s(d, "name"),
+        params,
+        owner.clone(),
+    ));
+}
+
+/// Wait for the subtasks a step started, if it started any.
+pub(super) fn wait_for_subtasks(started: bool) -> Step {
+    if started {
+        Step::WaitSubtasks
+    } else {
+        Step::Done
     }
 }
 

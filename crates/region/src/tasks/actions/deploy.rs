@@ -47,6 +47,23 @@ pub(super) fn deploy_body_params(guest: &Row) -> Value {
     })
 }
 
+/// Ask the guest's agent to deploy `desc` (with the key and secrets of the
+/// deploy in flight) and wait for its answer.
+pub(super) async fn send_deploy(r: &Region, t: &TaskCtx, guest: &Row, desc: Value) -> StepResult {
+    let agent = agent_of(r, guest).await?;
+    r.agents
+        .send(
+            &agent,
+            &format!("/servers/{}/deploy", t.obj_id),
+            json!({"desc": with_key(desc, guest), "params": deploy_body_params(guest)}),
+            t,
+        )
+        .await?;
+    Ok(Step::WaitCallback {
+        timeout: agent_timeout(r),
+    })
+}
+
 /// Patch the desc's public key when the deploy brings a new keypair.
 pub(super) fn with_key(mut desc: Value, guest: &Row) -> Value {
     if let Some(k) = guest
@@ -104,19 +121,8 @@ impl TaskDef for Deploy {
     async fn run_step(&self, t: &mut TaskCtx, _step: &str) -> StepResult {
         let r = region(&self.0)?;
         let guest = guest_row(&r, &t.obj_id).await?;
-        let desc = with_key(guest_desc(&r, &guest).await?, &guest);
-        let agent = agent_of(&r, &guest).await?;
-        r.agents
-            .send(
-                &agent,
-                &format!("/servers/{}/deploy", t.obj_id),
-                json!({"desc": desc, "params": deploy_body_params(&guest)}),
-                t,
-            )
-            .await?;
-        Ok(Step::WaitCallback {
-            timeout: agent_timeout(&r),
-        })
+        let desc = guest_desc(&r, &guest).await?;
+        send_deploy(&r, t, &guest, desc).await
     }
     async fn on_callback(&self, t: &mut TaskCtx, _step: &str, _data: Value) -> StepResult {
         let r = region(&self.0)?;
@@ -271,19 +277,8 @@ impl TaskDef for RebuildRoot {
                 ch.insert("size".into(), json!(i(&new, "disk_size")));
                 ch.insert("storage_id".into(), json!(s(&new, "storage_id")));
                 o.disks.insert(old_id, ch);
-                let desc = with_key(guest_desc_with(&r, &guest, &o).await?, &guest);
-                let agent = agent_of(&r, &guest).await?;
-                r.agents
-                    .send(
-                        &agent,
-                        &format!("/servers/{}/deploy", t.obj_id),
-                        json!({"desc": desc, "params": deploy_body_params(&guest)}),
-                        t,
-                    )
-                    .await?;
-                Ok(Step::WaitCallback {
-                    timeout: agent_timeout(&r),
-                })
+                let desc = guest_desc_with(&r, &guest, &o).await?;
+                send_deploy(&r, t, &guest, desc).await
             }
             "swap" => {
                 swap_disk(&r, &t.obj_id, &old_id, &new_id).await?;
@@ -349,16 +344,8 @@ impl TaskDef for RebuildRoot {
         }
         Ok(Step::Done)
     }
-    async fn on_subtasks_done(
-        &self,
-        _t: &mut TaskCtx,
-        step: &str,
-        results: Vec<SubtaskResult>,
-    ) -> StepResult {
-        if step == "finish" {
-            return Ok(Step::Done);
-        }
-        first_failure(&results)
+    fn tolerates_failed_subtasks(&self, step: &str) -> bool {
+        step == "finish"
     }
     async fn undo_step(&self, t: &mut TaskCtx, step: &str) -> Result<(), TaskError> {
         let r = region(&self.0)?;

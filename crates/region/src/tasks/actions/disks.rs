@@ -257,15 +257,10 @@ impl TaskDef for DetachDisk {
             }
         }
     }
-    async fn on_subtasks_done(
-        &self,
-        _t: &mut TaskCtx,
-        _step: &str,
-        _results: Vec<SubtaskResult>,
-    ) -> StepResult {
-        // The detach is done; a disk that could not be deleted shows its
-        // own dealloc_failed status.
-        Ok(Step::Done)
+    // The detach is done; a disk that could not be deleted shows its own
+    // dealloc_failed status.
+    fn tolerates_failed_subtasks(&self, _: &str) -> bool {
+        true
     }
     async fn undo_step(&self, t: &mut TaskCtx, step: &str) -> Result<(), TaskError> {
         if step != "detach" {

@@ -439,28 +439,4 @@ mod tests {
         assert!(!allowed_in_recycle_bin("start"));
         assert!(!allowed_in_recycle_bin("change-config"));
     }
-
-    #[test]
-    fn first_failure_names_the_subtask() {
-        let ok = SubtaskResult {
-            task_id: "t1".into(),
-            task_name: "DiskCreateTask".into(),
-            obj_id: "d1".into(),
-            succeeded: true,
-            reason: String::new(),
-            state: Map::new(),
-        };
-        assert!(matches!(
-            first_failure(std::slice::from_ref(&ok)),
-            Ok(Step::Done)
-        ));
-        let mut bad = ok.clone();
-        bad.succeeded = false;
-        bad.reason = "no space".into();
-        let err = first_failure(&[ok, bad])
-            .err()
-            .map(|e| e.0)
-            .unwrap_or_default();
-        assert!(err.contains("d1") && err.contains("no space"), "{err}");
-    }
 }
