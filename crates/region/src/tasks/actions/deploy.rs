@@ -140,15 +140,10 @@ impl TaskDef for Deploy {
         restore_status(&r, t, status::DEPLOYING).await?;
         Ok(Step::Done)
     }
-    async fn on_failure(
-        &self,
-        t: &mut TaskCtx,
-        _step: &str,
-        reason: &str,
-    ) -> Result<(), TaskError> {
+    async fn on_failure(&self, t: &mut TaskCtx, _: &str, why: &str) -> Undone {
         let r = region(&self.0)?;
         clear_deploy_params(&r, &t.obj_id).await?;
-        set_status(&r, &GUESTS, &t.obj_id, status::DEPLOY_FAIL, Some(reason)).await
+        fail_to(&self.0, &GUESTS, t, status::DEPLOY_FAIL, why).await
     }
 }
 
@@ -389,22 +384,10 @@ impl TaskDef for RebuildRoot {
         }
         Ok(())
     }
-    async fn on_failure(
-        &self,
-        t: &mut TaskCtx,
-        _step: &str,
-        reason: &str,
-    ) -> Result<(), TaskError> {
+    async fn on_failure(&self, t: &mut TaskCtx, _: &str, why: &str) -> Undone {
         let r = region(&self.0)?;
         clear_deploy_params(&r, &t.obj_id).await?;
-        set_status(
-            &r,
-            &GUESTS,
-            &t.obj_id,
-            status::REBUILD_ROOT_FAIL,
-            Some(reason),
-        )
-        .await
+        fail_to(&self.0, &GUESTS, t, status::REBUILD_ROOT_FAIL, why).await
     }
 }
 

@@ -144,22 +144,10 @@ impl TaskDef for AttachDisk {
         }
         Ok(())
     }
-    async fn on_failure(
-        &self,
-        t: &mut TaskCtx,
-        _step: &str,
-        reason: &str,
-    ) -> Result<(), TaskError> {
+    async fn on_failure(&self, t: &mut TaskCtx, _: &str, why: &str) -> Undone {
         let r = region(&self.0)?;
         set_disk_status(&r, &t.param_str("disk_id"), &["attaching"], "ready").await?;
-        set_status(
-            &r,
-            &GUESTS,
-            &t.obj_id,
-            status::ATTACH_DISK_FAIL,
-            Some(reason),
-        )
-        .await
+        fail_to(&self.0, &GUESTS, t, status::ATTACH_DISK_FAIL, why).await
     }
 }
 
@@ -279,21 +267,9 @@ impl TaskDef for DetachDisk {
         }
         Ok(())
     }
-    async fn on_failure(
-        &self,
-        t: &mut TaskCtx,
-        _step: &str,
-        reason: &str,
-    ) -> Result<(), TaskError> {
+    async fn on_failure(&self, t: &mut TaskCtx, _: &str, why: &str) -> Undone {
         let r = region(&self.0)?;
         set_disk_status(&r, &t.param_str("disk_id"), &["detaching"], "ready").await?;
-        set_status(
-            &r,
-            &GUESTS,
-            &t.obj_id,
-            status::DETACH_DISK_FAIL,
-            Some(reason),
-        )
-        .await
+        fail_to(&self.0, &GUESTS, t, status::DETACH_DISK_FAIL, why).await
     }
 }

@@ -34,9 +34,7 @@ use cloudpods_taskman::{
 use serde_json::{Map, Value, json};
 
 use super::guest::{child_owner, mark_ready, mark_running};
-use super::{
-    Undone, agent_of, agent_timeout, fail_to, guest_row, host_row, region, set_status, value_str,
-};
+use super::{Undone, agent_of, agent_timeout, fail_to, guest_row, host_row, region, value_str};
 use crate::Region;
 use crate::agent::Agent;
 use crate::desc::{DescOverrides, guest_desc, guest_desc_with};
