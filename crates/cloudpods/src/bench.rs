@@ -424,9 +424,9 @@ impl cloudpods_taskman::TaskDef for NoopTask {
     async fn on_failure(
         &self,
         _t: &mut cloudpods_taskman::TaskCtx,
-        _s: &str,
+        _: &str,
         _r: &str,
-    ) -> Result<(), cloudpods_taskman::TaskError> {
+    ) -> cloudpods_taskman::Undone {
         Ok(())
     }
 }

@@ -67,6 +67,12 @@ impl From<cloudpods_db::DbError> for TaskError {
 
 pub type StepResult = Result<Step, TaskError>;
 
+/// What an undo or failure hook answers.
+pub type Undone = Result<(), TaskError>;
+
+/// The results of the subtasks a step waited for.
+pub type Subtasks = Vec<SubtaskResult>;
+
 /// Outcome of a finished subtask.
 #[derive(Debug, Clone)]
 pub struct SubtaskResult {
@@ -177,7 +183,7 @@ pub trait TaskDef: Send + Sync + 'static {
         &self,
         _t: &mut TaskCtx,
         step: &str,
-        results: Vec<SubtaskResult>,
+        results: Subtasks,
     ) -> StepResult {
         if self.tolerates_failed_subtasks(step) {
             return Ok(Step::Done);
@@ -197,12 +203,7 @@ pub trait TaskDef: Send + Sync + 'static {
     }
 
     /// After the undo: record the failure on the object (`*_fail` status).
-    async fn on_failure(
-        &self,
-        t: &mut TaskCtx,
-        failed_step: &str,
-        reason: &str,
-    ) -> Result<(), TaskError>;
+    async fn on_failure(&self, t: &mut TaskCtx, failed_step: &str, reason: &str) -> Undone;
 
     /// The last step completed.
     async fn on_complete(&self, _t: &mut TaskCtx) -> Result<(), TaskError> {

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use cloudpods_db::{Db, crud};
 use cloudpods_taskman::models::TASKS;
 use cloudpods_taskman::{
-    Engine, EngineOptions, NewTask, Owner, Step, StepResult, SubtaskResult, TaskCtx, TaskDef,
-    TaskError, TestHooks,
+    Engine, EngineOptions, NewTask, Owner, Step, StepResult, Subtasks, TaskCtx, TaskDef, TaskError,
+    TestHooks, Undone,
 };
 use serde_json::{Value, json};
 
@@ -96,12 +96,7 @@ impl TaskDef for Demo {
         }
         Ok(())
     }
-    async fn on_failure(
-        &self,
-        t: &mut TaskCtx,
-        failed: &str,
-        reason: &str,
-    ) -> Result<(), TaskError> {
+    async fn on_failure(&self, t: &mut TaskCtx, failed: &str, reason: &str) -> Undone {
         self.log
             .push(format!("{}:failed:{failed}:{reason}", t.obj_id));
         Ok(())
@@ -139,7 +134,7 @@ impl TaskDef for Parent {
         &self,
         _t: &mut TaskCtx,
         step: &str,
-        results: Vec<SubtaskResult>,
+        results: Subtasks,
     ) -> StepResult {
         self.log.push(format!(
             "parent:children:{step}:{}",
@@ -153,12 +148,7 @@ impl TaskDef for Parent {
             None => Ok(Step::Done),
         }
     }
-    async fn on_failure(
-        &self,
-        _t: &mut TaskCtx,
-        failed: &str,
-        reason: &str,
-    ) -> Result<(), TaskError> {
+    async fn on_failure(&self, _t: &mut TaskCtx, failed: &str, reason: &str) -> Undone {
         self.log.push(format!("parent:failed:{failed}:{reason}"));
         Ok(())
     }

@@ -397,7 +397,14 @@ impl Lab {
     pub async fn perform(&self, id: &str, action: &str, input: Value, task: &str) -> Row {
         let obj = self.guest(id).await;
         let input = input.as_object().cloned().unwrap_or_default();
-        cloudpods_region::tasks::actions::perform(&self.region, &self.ctx, &obj, action, &input)
+        let call = cloudpods_region::tasks::Call {
+            region: &self.region,
+            ctx: &self.ctx,
+            obj: &obj,
+            action,
+            input: &input,
+        };
+        cloudpods_region::tasks::actions::perform(call)
             .await
             .unwrap_or_else(|e| panic!("{action}: {e:?}"))
             .expect("a server action");

@@ -6,6 +6,7 @@
 //! status and a `CloudResourceTask` makes the cloud call; the models of the
 //! region call in here (see `resources/infra.rs`, `resources/virt.rs`).
 
+use cloudpods_taskman::Undone;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -286,13 +287,14 @@ pub async fn delete(
 }
 
 /// EIP `associate` / `dissociate` on a cloud EIP; `None` = not ours.
-pub async fn perform_eip(
-    region: &Arc<Region>,
-    ctx: &Ctx,
-    obj: &Row,
-    action: &str,
-    input: &Object,
-) -> Result<Option<Value>> {
+pub async fn perform_eip(call: crate::tasks::Call<'_>) -> Result<Option<Value>> {
+    let crate::tasks::Call {
+        region,
+        ctx,
+        obj,
+        action,
+        input,
+    } = call;
     if !managed(obj) || !matches!(action, "associate" | "dissociate") {
         return Ok(None);
     }
@@ -625,12 +627,7 @@ impl TaskDef for ResourceTask {
         Ok(())
     }
 
-    async fn on_failure(
-        &self,
-        t: &mut TaskCtx,
-        _step: &str,
-        reason: &str,
-    ) -> Result<(), TaskError> {
+    async fn on_failure(&self, t: &mut TaskCtx, _: &str, reason: &str) -> Undone {
         let r = region(&self.0)?;
         let kind = t.param_str("kind");
         let Some(desc) = desc_of(&kind) else {

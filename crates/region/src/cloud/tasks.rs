@@ -9,6 +9,7 @@
 //! (start/stop/terminate of an instance in that state are no-ops;
 //! `RunInstances` carries a client token).
 
+use cloudpods_taskman::Undone;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -495,13 +496,14 @@ pub async fn create_servers(region: &Arc<Region>, ctx: &Ctx, rows: Vec<Row>) -> 
 
 /// Server actions with a cloud-specific meaning; `None` = handled by the
 /// common path (whose task names [`task_name_for`] maps).
-pub async fn perform_server(
-    region: &Arc<Region>,
-    ctx: &Ctx,
-    obj: &Row,
-    action: &str,
-    input: &Object,
-) -> Result<Option<Value>> {
+pub async fn perform_server(call: crate::tasks::Call<'_>) -> Result<Option<Value>> {
+    let crate::tasks::Call {
+        region,
+        ctx,
+        obj,
+        action,
+        input,
+    } = call;
     match action {
         "start" | "stop" | "restart" | "reset" | "syncstatus" | "sync" | "cancel-delete"
         | "metadata" | "user-metadata" | "set-user-metadata" | "set-tags" | "enable"
@@ -795,12 +797,7 @@ impl TaskDef for Create {
         }
         Ok(())
     }
-    async fn on_failure(
-        &self,
-        t: &mut TaskCtx,
-        _step: &str,
-        reason: &str,
-    ) -> Result<(), TaskError> {
+    async fn on_failure(&self, t: &mut TaskCtx, _: &str, reason: &str) -> Undone {
         let r = region(&self.0)?;
         crate::tasks::set_status(&r, &GUESTS, &t.obj_id, status::DEPLOY_FAIL, Some(reason)).await
     }
@@ -891,12 +888,7 @@ impl TaskDef for Power {
         }
         Ok(Step::Done)
     }
-    async fn on_failure(
-        &self,
-        t: &mut TaskCtx,
-        _step: &str,
-        reason: &str,
-    ) -> Result<(), TaskError> {
+    async fn on_failure(&self, t: &mut TaskCtx, _: &str, reason: &str) -> Undone {
         let r = region(&self.0)?;
         // Gone on the cloud while we acted: the next sync removes it.
         let st = if reason.contains("not found") {
@@ -985,12 +977,7 @@ impl TaskDef for Delete {
             }
         }
     }
-    async fn on_failure(
-        &self,
-        t: &mut TaskCtx,
-        _step: &str,
-        reason: &str,
-    ) -> Result<(), TaskError> {
+    async fn on_failure(&self, t: &mut TaskCtx, _: &str, reason: &str) -> Undone {
         let r = region(&self.0)?;
         crate::tasks::set_status(&r, &GUESTS, &t.obj_id, status::DELETE_FAIL, Some(reason)).await
     }
@@ -1023,12 +1010,7 @@ impl TaskDef for ChangeConfig {
             .await;
         Ok(Step::Done)
     }
-    async fn on_failure(
-        &self,
-        t: &mut TaskCtx,
-        _step: &str,
-        reason: &str,
-    ) -> Result<(), TaskError> {
+    async fn on_failure(&self, t: &mut TaskCtx, _: &str, reason: &str) -> Undone {
         let r = region(&self.0)?;
         crate::tasks::set_status(
             &r,

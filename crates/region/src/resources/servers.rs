@@ -745,10 +745,16 @@ impl Model for Servers {
 
     async fn perform(&self, ctx: &Ctx, obj: Row, action: &str, input: Object) -> Result<Value> {
         let id = s(&obj, "id");
+        let call = crate::tasks::Call {
+            region: &self.region,
+            ctx,
+            obj: &obj,
+            action,
+            input: &input,
+        };
         // --- public cloud (crate::cloud::tasks) ---
         if crate::cloud::is_public_cloud(&obj)
-            && let Some(v) =
-                crate::cloud::tasks::perform_server(&self.region, ctx, &obj, action, &input).await?
+            && let Some(v) = crate::cloud::tasks::perform_server(call).await?
         {
             return Ok(v);
         }
@@ -829,9 +835,7 @@ impl Model for Servers {
                 None
             }
             _ => {
-                return match crate::tasks::actions::perform(&self.region, ctx, &obj, action, &input)
-                    .await?
-                {
+                return match crate::tasks::actions::perform(call).await? {
                     Some(v) => Ok(v),
                     None => {
                         cloudpods_rest::generic::perform_common(self, ctx, obj, action, input).await

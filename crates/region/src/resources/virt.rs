@@ -2285,9 +2285,14 @@ impl Model for Eips {
 
     async fn perform(&self, ctx: &Ctx, obj: Row, action: &str, input: Object) -> Result<Value> {
         // --- public cloud (crate::cloud::ops) ---
-        if let Some(v) =
-            crate::cloud::ops::perform_eip(&self.region, ctx, &obj, action, &input).await?
-        {
+        let call = crate::tasks::Call {
+            region: &self.region,
+            ctx,
+            obj: &obj,
+            action,
+            input: &input,
+        };
+        if let Some(v) = crate::cloud::ops::perform_eip(call).await? {
             return Ok(v);
         }
         match action {

@@ -6,15 +6,14 @@
 //! undone (addresses, disks, the agent's files) and the guest ends in
 //! `sched_fail`, `net_fail`, `disk_fail` or `deploy_fail`, holding nothing.
 
+use cloudpods_taskman::Subtasks;
 use std::sync::Weak;
 
 use async_trait::async_trait;
 use cloudpods_apis::compute::status;
 use cloudpods_apis::scheduler::{SchedDisk, SchedNet, ScheduleInput};
 use cloudpods_db::{Row, Sql, crud};
-use cloudpods_taskman::{
-    NewTask, Owner, Step, StepResult, SubtaskResult, TaskCtx, TaskDef, TaskError,
-};
+use cloudpods_taskman::{NewTask, Owner, Step, StepResult, TaskCtx, TaskDef, TaskError};
 use serde_json::{Value, json};
 
 use super::{Undone, agent_of, agent_timeout, fail_to, guest_row, region, set_status, value_str};
@@ -201,12 +200,7 @@ impl TaskDef for BatchCreate {
         Ok(())
     }
 
-    async fn on_failure(
-        &self,
-        t: &mut TaskCtx,
-        _step: &str,
-        reason: &str,
-    ) -> Result<(), TaskError> {
+    async fn on_failure(&self, t: &mut TaskCtx, _: &str, reason: &str) -> Undone {
         let r = region(&self.0)?;
         for id in ids_param(t) {
             let mut ch = Row::new();
@@ -546,7 +540,7 @@ impl TaskDef for Create {
         &self,
         _t: &mut TaskCtx,
         step: &str,
-        results: Vec<SubtaskResult>,
+        results: Subtasks,
     ) -> StepResult {
         // A failed auto-start leaves the guest created, in start_fail.
         if step == "finish" {
@@ -1023,12 +1017,7 @@ impl TaskDef for Delete {
         Ok(())
     }
 
-    async fn on_failure(
-        &self,
-        t: &mut TaskCtx,
-        _step: &str,
-        reason: &str,
-    ) -> Result<(), TaskError> {
+    async fn on_failure(&self, t: &mut TaskCtx, _: &str, reason: &str) -> Undone {
         let r = region(&self.0)?;
         let mut ch = Row::new();
         ch.insert("status".into(), json!(status::DELETE_FAIL));

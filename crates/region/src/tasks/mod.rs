@@ -116,8 +116,18 @@ pub async fn check_storage_path(
     }
 }
 
-/// What a task's failure hook answers.
-pub type Undone = Result<(), TaskError>;
+/// What a server (or EIP) action is called with, from the resource's
+/// `perform` down to the function of the action.
+#[derive(Clone, Copy)]
+pub struct Call<'a> {
+    pub region: &'a std::sync::Arc<Region>,
+    pub ctx: &'a cloudpods_rest::Ctx,
+    pub obj: &'a cloudpods_db::Row,
+    pub action: &'a str,
+    pub input: &'a serde_json::Map<String, serde_json::Value>,
+}
+
+pub use cloudpods_taskman::{Subtasks, Undone};
 
 /// A failure hook's usual work: leave the task's object in `status` with
 /// the reason.

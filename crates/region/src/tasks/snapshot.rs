@@ -240,12 +240,7 @@ impl TaskDef for DiskResize {
         crud::update(r.db.write(), &DISKS, &t.obj_id, &ch).await?;
         Ok(())
     }
-    async fn on_failure(
-        &self,
-        t: &mut TaskCtx,
-        _step: &str,
-        reason: &str,
-    ) -> Result<(), TaskError> {
+    async fn on_failure(&self, t: &mut TaskCtx, _: &str, reason: &str) -> Undone {
         // A disk cannot be shrunk back: a failed grow leaves it at its old
         // size, and the reserved growth is released.
         let r = region(&self.0)?;

@@ -95,12 +95,7 @@ impl TaskDef for AgentRequest {
         }
         Ok(())
     }
-    async fn on_failure(
-        &self,
-        _t: &mut TaskCtx,
-        _step: &str,
-        _reason: &str,
-    ) -> Result<(), TaskError> {
+    async fn on_failure(&self, _t: &mut TaskCtx, _: &str, _reason: &str) -> Undone {
         // The parent records the failure on its object.
         Ok(())
     }

@@ -3,12 +3,14 @@
 
 use super::*;
 
-pub(super) async fn change_config(
-    region: &Arc<Region>,
-    ctx: &Ctx,
-    obj: &Row,
-    input: &Object,
-) -> Result<()> {
+pub(super) async fn change_config(call: Call<'_>) -> Result<()> {
+    let Call {
+        region,
+        ctx,
+        obj,
+        input,
+        ..
+    } = call;
     const ACTION: &str = "change-config";
     require_status(obj, ACTION, &[status::READY])?;
     let gid = s(obj, "id");
@@ -337,12 +339,7 @@ impl TaskDef for ChangeConfig {
         Ok(())
     }
 
-    async fn on_failure(
-        &self,
-        t: &mut TaskCtx,
-        _step: &str,
-        reason: &str,
-    ) -> Result<(), TaskError> {
+    async fn on_failure(&self, t: &mut TaskCtx, _: &str, reason: &str) -> Undone {
         let r = region(&self.0)?;
         let mut ch = Row::new();
         ch.insert("status".into(), json!(status::CHANGE_FLAVOR_FAIL));

@@ -84,12 +84,14 @@ pub(super) async fn clear_deploy_params(r: &Region, gid: &str) -> Result<(), Tas
     Ok(())
 }
 
-pub(super) async fn set_password(
-    region: &Arc<Region>,
-    ctx: &Ctx,
-    obj: &Row,
-    input: &Object,
-) -> Result<()> {
+pub(super) async fn set_password(call: Call<'_>) -> Result<()> {
+    let Call {
+        region,
+        ctx,
+        obj,
+        input,
+        ..
+    } = call;
     const ACTION: &str = "set-password";
     let from = [status::READY, status::RUNNING];
     require_status(obj, ACTION, &from)?;
@@ -147,12 +149,14 @@ impl TaskDef for Deploy {
     }
 }
 
-pub(super) async fn rebuild_root(
-    region: &Arc<Region>,
-    ctx: &Ctx,
-    obj: &Row,
-    input: &Object,
-) -> Result<()> {
+pub(super) async fn rebuild_root(call: Call<'_>) -> Result<()> {
+    let Call {
+        region,
+        ctx,
+        obj,
+        input,
+        ..
+    } = call;
     const ACTION: &str = "rebuild-root";
     let from = [status::READY, status::RUNNING];
     require_status(obj, ACTION, &from)?;

@@ -1,13 +1,16 @@
 //! `disk-snapshot`.
 
 use super::*;
+use cloudpods_taskman::{Subtasks, Undone};
 
-pub(super) async fn disk_snapshot(
-    region: &Arc<Region>,
-    ctx: &Ctx,
-    obj: &Row,
-    input: &Object,
-) -> Result<()> {
+pub(super) async fn disk_snapshot(call: Call<'_>) -> Result<()> {
+    let Call {
+        region,
+        ctx,
+        obj,
+        input,
+        ..
+    } = call;
     const ACTION: &str = "snapshot";
     let from = [status::READY, status::RUNNING];
     require_status(obj, ACTION, &from)?;
@@ -125,7 +128,7 @@ impl TaskDef for DiskSnapshot {
         &self,
         _t: &mut TaskCtx,
         _step: &str,
-        results: Vec<SubtaskResult>,
+        results: Subtasks,
     ) -> StepResult {
         match results.iter().find(|r| !r.succeeded) {
             Some(r) => Err(TaskError(r.reason.clone())),

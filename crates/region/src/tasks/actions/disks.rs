@@ -2,12 +2,14 @@
 
 use super::*;
 
-pub(super) async fn attach_disk(
-    region: &Arc<Region>,
-    ctx: &Ctx,
-    obj: &Row,
-    input: &Object,
-) -> Result<()> {
+pub(super) async fn attach_disk(call: Call<'_>) -> Result<()> {
+    let Call {
+        region,
+        ctx,
+        obj,
+        input,
+        ..
+    } = call;
     const ACTION: &str = "attachdisk";
     let from = [status::READY, status::RUNNING];
     require_status(obj, ACTION, &from)?;
@@ -151,12 +153,14 @@ impl TaskDef for AttachDisk {
     }
 }
 
-pub(super) async fn detach_disk(
-    region: &Arc<Region>,
-    ctx: &Ctx,
-    obj: &Row,
-    input: &Object,
-) -> Result<()> {
+pub(super) async fn detach_disk(call: Call<'_>) -> Result<()> {
+    let Call {
+        region,
+        ctx,
+        obj,
+        input,
+        ..
+    } = call;
     const ACTION: &str = "detachdisk";
     let from = [status::READY, status::RUNNING];
     require_status(obj, ACTION, &from)?;

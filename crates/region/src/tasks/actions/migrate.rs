@@ -1,13 +1,16 @@
 //! `migrate` (cold).
 
 use super::*;
+use cloudpods_taskman::{Subtasks, Undone};
 
-pub(super) async fn migrate(
-    region: &Arc<Region>,
-    ctx: &Ctx,
-    obj: &Row,
-    input: &Object,
-) -> Result<()> {
+pub(super) async fn migrate(call: Call<'_>) -> Result<()> {
+    let Call {
+        region,
+        ctx,
+        obj,
+        input,
+        ..
+    } = call;
     const ACTION: &str = "migrate";
     if ctx.max_scope("servers", "perform", Some(ACTION)) != Some(Scope::System) {
         return Err(HttpError::forbidden(
@@ -279,12 +282,7 @@ impl TaskDef for Migrate {
             }
         }
     }
-    async fn on_subtasks_done(
-        &self,
-        t: &mut TaskCtx,
-        step: &str,
-        results: Vec<SubtaskResult>,
-    ) -> StepResult {
+    async fn on_subtasks_done(&self, t: &mut TaskCtx, step: &str, results: Subtasks) -> StepResult {
         match step {
             "disks" => {
                 if let Some(f) = results.iter().find(|r| !r.succeeded) {

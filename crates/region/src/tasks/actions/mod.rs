@@ -28,13 +28,13 @@ use cloudpods_db::{DbError, DbTx, ModelDesc, Row, Sql, crud};
 use cloudpods_rbac::Scope;
 use cloudpods_rest::params::{flag, get_bool, get_i64, get_str, get_str_any, get_strs};
 use cloudpods_rest::{Ctx, HttpError, Object, Result};
-use cloudpods_taskman::{
-    NewTask, Owner, Step, StepResult, SubtaskResult, TaskCtx, TaskDef, TaskError,
-};
+use cloudpods_taskman::{NewTask, Owner, Step, StepResult, TaskCtx, TaskDef, TaskError};
 use serde_json::{Map, Value, json};
 
 use super::guest::{child_owner, mark_ready, mark_running};
-use super::{Undone, agent_of, agent_timeout, fail_to, guest_row, host_row, region, value_str};
+use super::{
+    Call, Undone, agent_of, agent_timeout, fail_to, guest_row, host_row, region, value_str,
+};
 use crate::Region;
 use crate::agent::Agent;
 use crate::desc::{DescOverrides, guest_desc, guest_desc_with};
@@ -225,13 +225,14 @@ async fn sched_nets(region: &Region, gid: &str) -> Result<Vec<SchedNet>> {
 }
 
 /// Handle `action` on a server; `None` when it is not one of these.
-pub async fn perform(
-    region: &Arc<Region>,
-    ctx: &Ctx,
-    obj: &Row,
-    action: &str,
-    input: &Object,
-) -> Result<Option<Value>> {
+pub async fn perform(call: Call<'_>) -> Result<Option<Value>> {
+    let Call {
+        region,
+        ctx,
+        obj,
+        action,
+        ..
+    } = call;
     let id = s(obj, "id");
     match action {
         "purge" => {
@@ -243,17 +244,15 @@ pub async fn perform(
             out.insert("status".into(), json!(status::START_DELETE));
             return Ok(Some(Value::Object(out)));
         }
-        "change-config" => change_config(region, ctx, obj, input).await?,
-        "attachdisk" | "attach-disk" => attach_disk(region, ctx, obj, input).await?,
-        "detachdisk" | "detach-disk" => detach_disk(region, ctx, obj, input).await?,
-        "disk-snapshot" | "snapshot" => disk_snapshot(region, ctx, obj, input).await?,
-        "rebuild-root" => rebuild_root(region, ctx, obj, input).await?,
-        "set-password" | "deploy" | "reset-password" => {
-            set_password(region, ctx, obj, input).await?
-        }
-        "migrate" => migrate(region, ctx, obj, input).await?,
+        "change-config" => change_config(call).await?,
+        "attachdisk" | "attach-disk" => attach_disk(call).await?,
+        "detachdisk" | "detach-disk" => detach_disk(call).await?,
+        "disk-snapshot" | "snapshot" => disk_snapshot(call).await?,
+        "rebuild-root" => rebuild_root(call).await?,
+        "set-password" | "deploy" | "reset-password" => set_password(call).await?,
+        "migrate" => migrate(call).await?,
         "add-secgroup" | "del-secgroup" | "revoke-secgroup" | "set-secgroup"
-        | "assign-secgroup" => secgroups(region, ctx, obj, action, input).await?,
+        | "assign-secgroup" => secgroups(call).await?,
         _ => return Ok(None),
     }
     reload(region, &id).await.map(Some)

@@ -23,13 +23,14 @@ pub(super) async fn purge(region: &Arc<Region>, ctx: &Ctx, obj: &Row) -> Result<
     commit_with_task(region, tx, new_task(ctx, obj, "GuestDeleteTask", params)).await
 }
 
-pub(super) async fn secgroups(
-    region: &Arc<Region>,
-    ctx: &Ctx,
-    obj: &Row,
-    action: &str,
-    input: &Object,
-) -> Result<()> {
+pub(super) async fn secgroups(call: Call<'_>) -> Result<()> {
+    let Call {
+        region,
+        ctx,
+        obj,
+        action,
+        input,
+    } = call;
     let from = [status::READY, status::RUNNING];
     require_status(obj, action, &from)?;
     let gid = s(obj, "id");
