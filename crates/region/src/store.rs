@@ -115,19 +115,37 @@ pub async fn cas_status(
     from: &[&str],
     to: &str,
 ) -> Result<bool, DbError> {
-    let mut ch = Row::new();
-    ch.insert("status".into(), json!(to));
-    let mut q = crud::update_sql(desc, &ch);
+    let q = cas_sql(desc, id, from, Row::new(), to);
+    let done = q
+        .query()?
+        .execute(db.write())
+        .await
+        .map_err(DbError::from)?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// [`cas_status`] inside `tx`, with extra column changes.
+pub async fn cas_status_in(
+    tx: &mut cloudpods_db::DbTx,
+    desc: &ModelDesc,
+    id: &str,
+    from: &[&str],
+    changes: Row,
+    to: &str,
+) -> Result<bool, DbError> {
+    let q = cas_sql(desc, id, from, changes, to);
+    let done = q.query()?.execute(&mut **tx).await.map_err(DbError::from)?;
+    Ok(done.rows_affected() == 1)
+}
+
+fn cas_sql(desc: &ModelDesc, id: &str, from: &[&str], mut changes: Row, to: &str) -> Sql {
+    changes.insert("status".into(), json!(to));
+    let mut q = crud::update_sql(desc, &changes);
     q.push(" WHERE `id` = ")
         .bind(id)
         .push(" AND `deleted` = 0 AND `status` IN ");
     q.bind_list(from.iter().copied());
-    Ok(q.query()?
-        .execute(db.write())
-        .await
-        .map_err(DbError::from)?
-        .rows_affected()
-        == 1)
+    q
 }
 
 /// Hosts silent for longer than `after` go offline; their guests' state is

@@ -288,13 +288,8 @@ pub async fn delete(
 
 /// EIP `associate` / `dissociate` on a cloud EIP; `None` = not ours.
 pub async fn perform_eip(call: crate::tasks::Call<'_>) -> Result<Option<Value>> {
-    let crate::tasks::Call {
-        region,
-        ctx,
-        obj,
-        action,
-        input,
-    } = call;
+    let (region, ctx, obj, action, input) =
+        (call.region, call.ctx, call.obj, call.action, call.input);
     if !managed(obj) || !matches!(action, "associate" | "dissociate") {
         return Ok(None);
     }

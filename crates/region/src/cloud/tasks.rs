@@ -497,13 +497,8 @@ pub async fn create_servers(region: &Arc<Region>, ctx: &Ctx, rows: Vec<Row>) -> 
 /// Server actions with a cloud-specific meaning; `None` = handled by the
 /// common path (whose task names [`task_name_for`] maps).
 pub async fn perform_server(call: crate::tasks::Call<'_>) -> Result<Option<Value>> {
-    let crate::tasks::Call {
-        region,
-        ctx,
-        obj,
-        action,
-        input,
-    } = call;
+    let (region, ctx, obj, action, input) =
+        (call.region, call.ctx, call.obj, call.action, call.input);
     match action {
         "start" | "stop" | "restart" | "reset" | "syncstatus" | "sync" | "cancel-delete"
         | "metadata" | "user-metadata" | "set-user-metadata" | "set-tags" | "enable"

@@ -25,6 +25,20 @@ pub struct Servers {
 /// Largest disk (MB): 16 TiB.
 const MAX_DISK_MB: i64 = 16 * 1024 * 1024;
 
+/// A new task on one server, owned as the server is, carrying the request id.
+pub(crate) fn server_task(ctx: &Ctx, obj: &Row, name: &str, params: Value) -> NewTask {
+    let mut t = NewTask::new(
+        name,
+        "server",
+        &s(obj, "id"),
+        &s(obj, "name"),
+        params,
+        task_owner(ctx, obj),
+    );
+    t.request_id = ctx.request_id.clone();
+    t
+}
+
 /// The owner recorded on tasks started by `ctx` for `obj`.
 pub fn task_owner(ctx: &Ctx, obj: &Row) -> Owner {
     Owner {
@@ -357,15 +371,7 @@ impl Servers {
     async fn start_task(&self, ctx: &Ctx, obj: &Row, name: &str, params: Value) -> Result<String> {
         // Public-cloud guests run the cloud variant of the task (crate::cloud).
         let name = crate::cloud::tasks::task_name_for(obj, name);
-        let mut t = NewTask::new(
-            &name,
-            "server",
-            &s(obj, "id"),
-            &s(obj, "name"),
-            params,
-            task_owner(ctx, obj),
-        );
-        t.request_id = ctx.request_id.clone();
+        let t = server_task(ctx, obj, &name, params);
         self.region
             .engine
             .submit(t)

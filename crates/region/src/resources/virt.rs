@@ -77,21 +77,10 @@ async fn cas_in(
     desc: &ModelDesc,
     id: &str,
     from: &[&str],
-    mut changes: Row,
+    changes: Row,
     to: &str,
 ) -> Result<bool> {
-    changes.insert("status".into(), json!(to));
-    let mut q = crud::update_sql(desc, &changes);
-    q.push(" WHERE `id` = ")
-        .bind(id)
-        .push(" AND `deleted` = 0 AND `status` IN ");
-    q.bind_list(from.iter().copied());
-    Ok(q.query()?
-        .execute(&mut **tx)
-        .await
-        .map_err(DbError::from)?
-        .rows_affected()
-        == 1)
+    Ok(store::cas_status_in(tx, desc, id, from, changes, to).await?)
 }
 
 async fn status_error(db: &Db, desc: &ModelDesc, id: &str, action: &str) -> HttpError {

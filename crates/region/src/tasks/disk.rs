@@ -28,6 +28,30 @@ async fn disk_row(r: &Region, id: &str) -> Result<Row, TaskError> {
         .ok_or_else(|| TaskError(format!("disk {id} not found")))
 }
 
+/// Best effort: delete a disk's files on the host. An agent that cannot
+/// answer keeps nothing we could reach, so a failure is only logged.
+pub async fn drop_disk_files(r: &Region, agent: &Agent, storage_id: &str, disk_id: &str) {
+    let path = format!("/disks/{storage_id}/delete/{disk_id}");
+    if let Err(e) = r.agents.call(agent, &path, json!({})).await {
+        tracing::warn!(disk = %disk_id, error = %e, "agent could not delete the disk");
+    }
+}
+
+/// Best effort, as [`drop_disk_files`]: drop one snapshot of a disk.
+pub async fn drop_snapshot_files(
+    r: &Region,
+    agent: &Agent,
+    storage_id: &str,
+    disk_id: &str,
+    snapshot_id: &str,
+) {
+    let path = format!("/disks/{storage_id}/delete-snapshot/{disk_id}");
+    let body = json!({ "snapshot_id": snapshot_id });
+    if let Err(e) = r.agents.call(agent, &path, body).await {
+        tracing::warn!(snapshot = %snapshot_id, error = %e, "agent could not drop the snapshot");
+    }
+}
+
 /// The agent of a host that has the disk's storage attached (the given
 /// host first).
 pub async fn storage_agent(
@@ -113,18 +137,9 @@ impl TaskDef for Create {
     async fn undo_step(&self, t: &mut TaskCtx, _step: &str) -> Result<(), TaskError> {
         let r = region(&self.0)?;
         let d = disk_row(&r, &t.obj_id).await?;
-        if let Ok(agent) =
-            storage_agent(&r, &s(&d, "storage_id"), &value_str(&t.params, "host_id")).await
-            && let Err(e) = r
-                .agents
-                .call(
-                    &agent,
-                    &format!("/disks/{}/delete/{}", s(&d, "storage_id"), t.obj_id),
-                    json!({}),
-                )
-                .await
-        {
-            tracing::warn!(disk = %t.obj_id, error = %e, "agent could not delete the disk");
+        let sid = s(&d, "storage_id");
+        if let Ok(agent) = storage_agent(&r, &sid, &value_str(&t.params, "host_id")).await {
+            drop_disk_files(&r, &agent, &sid, &t.obj_id).await;
         }
         Ok(())
     }

@@ -581,19 +581,10 @@ impl TaskDef for Create {
                 let agent = agent_of(&r, &guest).await.unwrap_or_default();
                 for (j, d) in store::guest_disks(&r.db, std::slice::from_ref(&gid)).await? {
                     let did = s(&d, "id");
-                    if !agent.is_empty()
-                        && let Err(e) = r
-                            .agents
-                            .call(
-                                &agent,
-                                &format!("/disks/{}/delete/{did}", s(&d, "storage_id")),
-                                json!({}),
-                            )
-                            .await
-                    {
+                    if !agent.is_empty() {
                         // A dead agent cannot clean up; the files stay on a
                         // host that no longer answers.
-                        tracing::warn!(disk = %did, error = %e, "agent could not delete the disk");
+                        super::disk::drop_disk_files(&r, &agent, &s(&d, "storage_id"), &did).await;
                     }
                     crud::purge(r.db.write(), &GUESTDISKS, &s(&j, "row_id")).await?;
                     crud::delete(r.db.write(), &DISKS, &did).await?;

@@ -116,21 +116,9 @@ impl TaskDef for SnapshotCreate {
         let Ok(disk) = row_of(&r, &DISKS, &s(&snap, "disk_id")).await else {
             return Ok(());
         };
-        if let Ok(agent) = disk_agent(&r, &disk).await
-            && let Err(e) = r
-                .agents
-                .call(
-                    &agent,
-                    &format!(
-                        "/disks/{}/delete-snapshot/{}",
-                        s(&snap, "storage_id"),
-                        s(&disk, "id")
-                    ),
-                    json!({"snapshot_id": t.obj_id}),
-                )
-                .await
-        {
-            tracing::warn!(snapshot = %t.obj_id, error = %e, "agent could not drop the snapshot");
+        if let Ok(agent) = disk_agent(&r, &disk).await {
+            let (storage, did) = (s(&snap, "storage_id"), s(&disk, "id"));
+            super::disk::drop_snapshot_files(&r, &agent, &storage, &did, &t.obj_id).await;
         }
         Ok(())
     }

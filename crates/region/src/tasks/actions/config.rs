@@ -4,13 +4,7 @@
 use super::*;
 
 pub(super) async fn change_config(call: Call<'_>) -> Result<()> {
-    let Call {
-        region,
-        ctx,
-        obj,
-        input,
-        ..
-    } = call;
+    let (region, ctx, obj, input) = (call.region, call.ctx, call.obj, call.input);
     const ACTION: &str = "change-config";
     require_status(obj, ACTION, &[status::READY])?;
     let gid = s(obj, "id");
@@ -453,19 +447,11 @@ pub(super) async fn remove_disk(r: &Region, guest: &Row, did: &str) -> Result<()
     let Some(d) = crud::get(r.db.read(), &DISKS, did).await? else {
         return Ok(());
     };
+    let sid = s(&d, "storage_id");
     if s(&d, "status") != "init"
-        && let Ok(agent) =
-            crate::tasks::disk::storage_agent(r, &s(&d, "storage_id"), &s(guest, "host_id")).await
-        && let Err(e) = r
-            .agents
-            .call(
-                &agent,
-                &format!("/disks/{}/delete/{did}", s(&d, "storage_id")),
-                json!({}),
-            )
-            .await
+        && let Ok(agent) = crate::tasks::disk::storage_agent(r, &sid, &s(guest, "host_id")).await
     {
-        tracing::warn!(disk = %did, error = %e, "agent could not delete the disk");
+        crate::tasks::disk::drop_disk_files(r, &agent, &sid, did).await;
     }
     let mut q = Sql::new("DELETE FROM `guestdisks_tbl` WHERE `disk_id` = ");
     q.bind(did);

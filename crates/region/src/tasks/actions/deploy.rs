@@ -85,13 +85,7 @@ pub(super) async fn clear_deploy_params(r: &Region, gid: &str) -> Result<(), Tas
 }
 
 pub(super) async fn set_password(call: Call<'_>) -> Result<()> {
-    let Call {
-        region,
-        ctx,
-        obj,
-        input,
-        ..
-    } = call;
+    let (region, ctx, obj, input) = (call.region, call.ctx, call.obj, call.input);
     const ACTION: &str = "set-password";
     let from = [status::READY, status::RUNNING];
     require_status(obj, ACTION, &from)?;
@@ -150,13 +144,7 @@ impl TaskDef for Deploy {
 }
 
 pub(super) async fn rebuild_root(call: Call<'_>) -> Result<()> {
-    let Call {
-        region,
-        ctx,
-        obj,
-        input,
-        ..
-    } = call;
+    let (region, ctx, obj, input) = (call.region, call.ctx, call.obj, call.input);
     const ACTION: &str = "rebuild-root";
     let from = [status::READY, status::RUNNING];
     require_status(obj, ACTION, &from)?;

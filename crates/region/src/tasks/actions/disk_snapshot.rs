@@ -4,13 +4,7 @@ use super::*;
 use cloudpods_taskman::{Subtasks, Undone};
 
 pub(super) async fn disk_snapshot(call: Call<'_>) -> Result<()> {
-    let Call {
-        region,
-        ctx,
-        obj,
-        input,
-        ..
-    } = call;
+    let (region, ctx, obj, input) = (call.region, call.ctx, call.obj, call.input);
     const ACTION: &str = "snapshot";
     let from = [status::READY, status::RUNNING];
     require_status(obj, ACTION, &from)?;
@@ -147,26 +141,12 @@ impl TaskDef for DiskSnapshot {
         if s(&snap, "status") == "ready" {
             // Made on the host: drop it there too (best effort).
             let guest = guest_row(&r, &t.obj_id).await?;
-            if let Ok(agent) = crate::tasks::disk::storage_agent(
-                &r,
-                &s(&snap, "storage_id"),
-                &s(&guest, "host_id"),
-            )
-            .await
-                && let Err(e) = r
-                    .agents
-                    .call(
-                        &agent,
-                        &format!(
-                            "/disks/{}/delete-snapshot/{}",
-                            s(&snap, "storage_id"),
-                            s(&snap, "disk_id")
-                        ),
-                        json!({"snapshot_id": sid}),
-                    )
-                    .await
+            let storage = s(&snap, "storage_id");
+            if let Ok(agent) =
+                crate::tasks::disk::storage_agent(&r, &storage, &s(&guest, "host_id")).await
             {
-                tracing::warn!(snapshot = %sid, error = %e, "agent could not drop the snapshot");
+                let did = s(&snap, "disk_id");
+                crate::tasks::disk::drop_snapshot_files(&r, &agent, &storage, &did, &sid).await;
             }
         }
         crud::delete(r.db.write(), &SNAPSHOTS, &sid).await?;

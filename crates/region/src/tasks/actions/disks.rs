@@ -3,13 +3,7 @@
 use super::*;
 
 pub(super) async fn attach_disk(call: Call<'_>) -> Result<()> {
-    let Call {
-        region,
-        ctx,
-        obj,
-        input,
-        ..
-    } = call;
+    let (region, ctx, obj, input) = (call.region, call.ctx, call.obj, call.input);
     const ACTION: &str = "attachdisk";
     let from = [status::READY, status::RUNNING];
     require_status(obj, ACTION, &from)?;
@@ -154,13 +148,7 @@ impl TaskDef for AttachDisk {
 }
 
 pub(super) async fn detach_disk(call: Call<'_>) -> Result<()> {
-    let Call {
-        region,
-        ctx,
-        obj,
-        input,
-        ..
-    } = call;
+    let (region, ctx, obj, input) = (call.region, call.ctx, call.obj, call.input);
     const ACTION: &str = "detachdisk";
     let from = [status::READY, status::RUNNING];
     require_status(obj, ACTION, &from)?;

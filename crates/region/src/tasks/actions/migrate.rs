@@ -4,13 +4,7 @@ use super::*;
 use cloudpods_taskman::{Subtasks, Undone};
 
 pub(super) async fn migrate(call: Call<'_>) -> Result<()> {
-    let Call {
-        region,
-        ctx,
-        obj,
-        input,
-        ..
-    } = call;
+    let (region, ctx, obj, input) = (call.region, call.ctx, call.obj, call.input);
     const ACTION: &str = "migrate";
     if ctx.max_scope("servers", "perform", Some(ACTION)) != Some(Scope::System) {
         return Err(HttpError::forbidden(
@@ -363,17 +357,8 @@ impl TaskDef for Migrate {
                 };
                 for d in arr(&t.params["disks"]) {
                     let did = value_str(&d, "disk_id");
-                    if let Err(e) = r
-                        .agents
-                        .call(
-                            &agent,
-                            &format!("/disks/{}/delete/{did}", value_str(&d, "dst_storage_id")),
-                            json!({}),
-                        )
-                        .await
-                    {
-                        tracing::warn!(disk = %did, error = %e, "target could not delete the disk copy");
-                    }
+                    let storage = value_str(&d, "dst_storage_id");
+                    crate::tasks::disk::drop_disk_files(&r, &agent, &storage, &did).await;
                 }
             }
             _ => {}

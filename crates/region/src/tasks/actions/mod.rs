@@ -39,7 +39,7 @@ use crate::Region;
 use crate::agent::Agent;
 use crate::desc::{DescOverrides, guest_desc, guest_desc_with};
 use crate::models::*;
-use crate::resources::servers::{check_password, find_visible, mem_mb, task_owner};
+use crate::resources::servers::{check_password, find_visible, mem_mb};
 use crate::store::{self, i, s};
 
 /// Largest disk (MB): 16 TiB, as for create.
@@ -94,19 +94,7 @@ async fn cas_in(
     from: &[&str],
     to: &str,
 ) -> std::result::Result<bool, DbError> {
-    let mut ch = Row::new();
-    ch.insert("status".into(), json!(to));
-    let mut q = crud::update_sql(desc, &ch);
-    q.push(" WHERE `id` = ")
-        .bind(id)
-        .push(" AND `deleted` = 0 AND `status` IN ");
-    q.bind_list(from.iter().copied());
-    Ok(q.query()?
-        .execute(&mut **tx)
-        .await
-        .map_err(DbError::from)?
-        .rows_affected()
-        == 1)
+    store::cas_status_in(tx, desc, id, from, Row::new(), to).await
 }
 
 /// The guest's current status (for refusals after a lost compare-and-set).
@@ -144,16 +132,7 @@ fn require_status(obj: &Row, action: &str, from: &[&str]) -> Result<()> {
 }
 
 fn new_task(ctx: &Ctx, obj: &Row, name: &str, params: Value) -> NewTask {
-    let mut t = NewTask::new(
-        name,
-        "server",
-        &s(obj, "id"),
-        &s(obj, "name"),
-        params,
-        task_owner(ctx, obj),
-    );
-    t.request_id = ctx.request_id.clone();
-    t
+    crate::resources::servers::server_task(ctx, obj, name, params)
 }
 
 /// Insert the task in the transaction and commit.
@@ -226,13 +205,7 @@ async fn sched_nets(region: &Region, gid: &str) -> Result<Vec<SchedNet>> {
 
 /// Handle `action` on a server; `None` when it is not one of these.
 pub async fn perform(call: Call<'_>) -> Result<Option<Value>> {
-    let Call {
-        region,
-        ctx,
-        obj,
-        action,
-        ..
-    } = call;
+    let (region, ctx, obj, action) = (call.region, call.ctx, call.obj, call.action);
     let id = s(obj, "id");
     match action {
         "purge" => {

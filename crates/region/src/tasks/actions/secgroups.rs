@@ -24,13 +24,8 @@ pub(super) async fn purge(region: &Arc<Region>, ctx: &Ctx, obj: &Row) -> Result<
 }
 
 pub(super) async fn secgroups(call: Call<'_>) -> Result<()> {
-    let Call {
-        region,
-        ctx,
-        obj,
-        action,
-        input,
-    } = call;
+    let (region, ctx, obj, action, input) =
+        (call.region, call.ctx, call.obj, call.action, call.input);
     let from = [status::READY, status::RUNNING];
     require_status(obj, action, &from)?;
     let gid = s(obj, "id");
