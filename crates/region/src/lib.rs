@@ -2,6 +2,29 @@
 //! hosts, storages, servers, disks… and the tasks that drive every slow
 //! operation on them through the host agents.
 
+/// The two accessors every region resource writes alike: its descriptor
+/// (a static, or `field` for one kept in `self.desc`) and the region's
+/// database.
+macro_rules! region_model {
+    (field) => {
+        fn desc(&self) -> &cloudpods_db::ModelDesc {
+            self.desc
+        }
+        region_model!(@db);
+    };
+    (@db) => {
+        fn db(&self) -> &cloudpods_db::Db {
+            &self.region.db
+        }
+    };
+    ($desc:expr) => {
+        fn desc(&self) -> &cloudpods_db::ModelDesc {
+            &$desc
+        }
+        region_model!(@db);
+    };
+}
+
 pub mod agent;
 pub mod cloud;
 pub mod desc;

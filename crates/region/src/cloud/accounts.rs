@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use cloudpods_cloudprovider as cp;
-use cloudpods_db::{Db, ModelDesc, Row, Sql, crud};
+use cloudpods_db::{Row, Sql, crud};
 use cloudpods_rbac::Scope;
 use cloudpods_rest::params::{flag, get_i64, get_str, get_str_any, get_strs};
 use cloudpods_rest::{Ctx, HttpError, JointModel, Model, Object, Result, Service};
@@ -73,12 +73,7 @@ fn check_options(input: &Object) -> Result<()> {
 
 #[async_trait]
 impl Model for Accounts {
-    fn desc(&self) -> &ModelDesc {
-        &CLOUDACCOUNTS
-    }
-    fn db(&self) -> &Db {
-        &self.region.db
-    }
+    region_model!(CLOUDACCOUNTS);
 
     async fn list_filter(
         &self,
@@ -386,12 +381,7 @@ pub struct Providers {
 
 #[async_trait]
 impl Model for Providers {
-    fn desc(&self) -> &ModelDesc {
-        &CLOUDPROVIDERS
-    }
-    fn db(&self) -> &Db {
-        &self.region.db
-    }
+    region_model!(CLOUDPROVIDERS);
     fn contexts(&self) -> &[(&'static str, &'static str)] {
         &[("cloudaccounts", "cloudaccount_id")]
     }
@@ -474,12 +464,7 @@ pub struct ProviderRegions {
 
 #[async_trait]
 impl JointModel for ProviderRegions {
-    fn desc(&self) -> &ModelDesc {
-        &CLOUDPROVIDER_REGIONS
-    }
-    fn db(&self) -> &Db {
-        &self.region.db
-    }
+    region_model!(CLOUDPROVIDER_REGIONS);
     fn master(&self) -> (&'static str, &'static str) {
         ("cloudproviders", "cloudprovider_id")
     }

@@ -559,12 +559,7 @@ fn put(r: &mut Row, k: &str, v: impl Into<Value>) {
 
 #[async_trait]
 impl Model for Infra {
-    fn desc(&self) -> &ModelDesc {
-        self.desc
-    }
-    fn db(&self) -> &Db {
-        &self.region.db
-    }
+    region_model!(field);
     fn contexts(&self) -> &[(&'static str, &'static str)] {
         self.contexts
     }

@@ -9,7 +9,7 @@ pub mod virt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use cloudpods_db::{Db, ModelDesc, Row, crud};
+use cloudpods_db::{ModelDesc, Row, crud};
 use cloudpods_rest::{Ctx, HttpError, JointModel, Model, Object, Result, Service};
 use serde_json::{Value, json};
 
@@ -26,12 +26,7 @@ pub struct Basic {
 
 #[async_trait]
 impl Model for Basic {
-    fn desc(&self) -> &ModelDesc {
-        self.desc
-    }
-    fn db(&self) -> &Db {
-        &self.region.db
-    }
+    region_model!(field);
     fn contexts(&self) -> &[(&'static str, &'static str)] {
         self.contexts
     }
@@ -83,12 +78,7 @@ impl BasicJoint {
 
 #[async_trait]
 impl JointModel for BasicJoint {
-    fn desc(&self) -> &ModelDesc {
-        self.desc
-    }
-    fn db(&self) -> &Db {
-        &self.region.db
-    }
+    region_model!(field);
     fn master(&self) -> (&'static str, &'static str) {
         self.master
     }

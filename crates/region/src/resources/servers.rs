@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use cloudpods_apis::compute::{DiskConfig, NetworkConfig, collect_configs, status};
 use cloudpods_apis::lenient::size_mb;
-use cloudpods_db::{Db, ModelDesc, Row, Sql, crud};
+use cloudpods_db::{ModelDesc, Row, Sql, crud};
 use cloudpods_rbac::Scope;
 use cloudpods_rest::params::{flag, get_bool, get_i64, get_str, get_str_any, get_strs};
 use cloudpods_rest::{Ctx, HttpError, Model, Object, Result};
@@ -397,12 +397,7 @@ impl Servers {
 
 #[async_trait]
 impl Model for Servers {
-    fn desc(&self) -> &ModelDesc {
-        &GUESTS
-    }
-    fn db(&self) -> &Db {
-        &self.region.db
-    }
+    region_model!(GUESTS);
     fn max_batch(&self) -> i64 {
         self.region.opts.max_batch
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::http::Method;
-use cloudpods_db::{Db, ModelDesc, Row, Sql};
+use cloudpods_db::{ModelDesc, Row, Sql};
 use cloudpods_rest::dispatch::ok_json;
 use cloudpods_rest::params::{Object, get_str};
 use cloudpods_rest::{ApiRequest, Ctx, HttpError, Model, Result, Service};
@@ -22,12 +22,7 @@ pub struct Tasks {
 
 #[async_trait]
 impl Model for Tasks {
-    fn desc(&self) -> &ModelDesc {
-        self.desc
-    }
-    fn db(&self) -> &Db {
-        &self.region.db
-    }
+    region_model!(field);
 
     async fn list_filter(
         &self,

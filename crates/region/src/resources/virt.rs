@@ -431,12 +431,7 @@ const DISK_DELETABLE: &[&str] = &[
 
 #[async_trait]
 impl Model for Disks {
-    fn desc(&self) -> &ModelDesc {
-        &DISKS
-    }
-    fn db(&self) -> &Db {
-        &self.region.db
-    }
+    region_model!(DISKS);
 
     async fn list_filter(
         &self,
@@ -739,12 +734,7 @@ pub struct Snapshots {
 
 #[async_trait]
 impl Model for Snapshots {
-    fn desc(&self) -> &ModelDesc {
-        &SNAPSHOTS
-    }
-    fn db(&self) -> &Db {
-        &self.region.db
-    }
+    region_model!(SNAPSHOTS);
 
     async fn list_filter(
         &self,
@@ -1223,12 +1213,7 @@ impl Keypairs {
 
 #[async_trait]
 impl Model for Keypairs {
-    fn desc(&self) -> &ModelDesc {
-        &KEYPAIRS
-    }
-    fn db(&self) -> &Db {
-        &self.region.db
-    }
+    region_model!(KEYPAIRS);
 
     async fn details(&self, _ctx: &Ctx, rows: &mut [Row], _q: &Object) -> Result<()> {
         let ids: Vec<String> = rows.iter().map(|r| s(r, "id")).collect();
@@ -1569,12 +1554,7 @@ where
 
 #[async_trait]
 impl Model for Secgroups {
-    fn desc(&self) -> &ModelDesc {
-        &SECGROUPS
-    }
-    fn db(&self) -> &Db {
-        &self.region.db
-    }
+    region_model!(SECGROUPS);
 
     async fn list_filter(
         &self,
@@ -1747,12 +1727,7 @@ impl Model for Secgroups {
 
 #[async_trait]
 impl Model for Secgrouprules {
-    fn desc(&self) -> &ModelDesc {
-        &SECGROUPRULES
-    }
-    fn db(&self) -> &Db {
-        &self.region.db
-    }
+    region_model!(SECGROUPRULES);
     fn contexts(&self) -> &[(&'static str, &'static str)] {
         &[("secgroups", "secgroup_id")]
     }
@@ -2116,12 +2091,7 @@ impl Eips {
 
 #[async_trait]
 impl Model for Eips {
-    fn desc(&self) -> &ModelDesc {
-        &EIPS
-    }
-    fn db(&self) -> &Db {
-        &self.region.db
-    }
+    region_model!(EIPS);
 
     async fn list_filter(
         &self,
