@@ -15,13 +15,13 @@ use cloudpods_cloudprovider as cp;
 use cloudpods_db::{ModelDesc, Row, crud};
 use cloudpods_rest::params::{get_str, get_str_any};
 use cloudpods_rest::{Ctx, HttpError, Object, Result};
-use cloudpods_taskman::{NewTask, Step, StepResult, TaskCtx, TaskDef, TaskError};
+use cloudpods_taskman::{Step, StepResult, TaskCtx, TaskDef, TaskError};
 use serde_json::{Value, json};
 
 use super::models::*;
 use crate::Region;
 use crate::models::*;
-use crate::resources::servers::{find_visible, task_owner};
+use crate::resources::servers::{find_visible, submit_task, task_on};
 use crate::store::s;
 use crate::tasks::region;
 
@@ -218,20 +218,8 @@ async fn submit(
     desc: &ModelDesc,
     params: Value,
 ) -> Result<()> {
-    let mut t = NewTask::new(
-        "CloudResourceTask",
-        desc.keyword,
-        &s(obj, "id"),
-        &s(obj, "name"),
-        params,
-        task_owner(ctx, obj),
-    );
-    t.request_id = ctx.request_id.clone();
-    region
-        .engine
-        .submit(t)
-        .await
-        .map_err(|e| HttpError::internal(e.0))?;
+    let t = task_on(ctx, "CloudResourceTask", desc.keyword, obj, params);
+    submit_task(region, t).await?;
     Ok(())
 }
 

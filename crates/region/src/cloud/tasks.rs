@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use super::models::*;
 use crate::Region;
 use crate::models::*;
-use crate::resources::servers::{find_visible, task_owner};
+use crate::resources::servers::{find_visible, server_task, submit_task, task_owner};
 use crate::store::{i, s};
 use crate::tasks::{guest_row, region};
 
@@ -524,21 +524,10 @@ pub async fn perform_server(call: crate::tasks::Call<'_>) -> Result<Option<Value
                     s(obj, "status")
                 )));
             }
-            let mut t = NewTask::new(
-                "CloudGuestChangeConfigTask",
-                "server",
-                &s(obj, "id"),
-                &s(obj, "name"),
-                json!({"instance_type": s(&sku, "name"), "vcpu_count": i(&sku, "cpu_core_count"),
-                       "vmem_size": i(&sku, "memory_size_mb")}),
-                task_owner(ctx, obj),
-            );
-            t.request_id = ctx.request_id.clone();
-            region
-                .engine
-                .submit(t)
-                .await
-                .map_err(|e| HttpError::internal(e.0))?;
+            let params = json!({"instance_type": s(&sku, "name"), "vcpu_count": i(&sku, "cpu_core_count"),
+                                "vmem_size": i(&sku, "memory_size_mb")});
+            let t = server_task(ctx, obj, "CloudGuestChangeConfigTask", params);
+            submit_task(region, t).await?;
             let out = crud::must_get(region.db.read(), &GUESTS, &s(obj, "id")).await?;
             Ok(Some(Value::Object(out)))
         }

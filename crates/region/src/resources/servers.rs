@@ -25,11 +25,12 @@ pub struct Servers {
 /// Largest disk (MB): 16 TiB.
 const MAX_DISK_MB: i64 = 16 * 1024 * 1024;
 
-/// A new task on one server, owned as the server is, carrying the request id.
-pub(crate) fn server_task(ctx: &Ctx, obj: &Row, name: &str, params: Value) -> NewTask {
+/// A new task on `obj` (a `keyword`), owned as the object is, carrying the
+/// request id.
+pub(crate) fn task_on(ctx: &Ctx, name: &str, keyword: &str, obj: &Row, params: Value) -> NewTask {
     let mut t = NewTask::new(
         name,
-        "server",
+        keyword,
         &s(obj, "id"),
         &s(obj, "name"),
         params,
@@ -37,6 +38,20 @@ pub(crate) fn server_task(ctx: &Ctx, obj: &Row, name: &str, params: Value) -> Ne
     );
     t.request_id = ctx.request_id.clone();
     t
+}
+
+/// [`task_on`] a server.
+pub(crate) fn server_task(ctx: &Ctx, obj: &Row, name: &str, params: Value) -> NewTask {
+    task_on(ctx, name, "server", obj, params)
+}
+
+/// Submit a task in a transaction of its own.
+pub(crate) async fn submit_task(region: &Region, t: NewTask) -> Result<String> {
+    region
+        .engine
+        .submit(t)
+        .await
+        .map_err(|e| HttpError::internal(e.0))
 }
 
 /// The owner recorded on tasks started by `ctx` for `obj`.
@@ -371,12 +386,7 @@ impl Servers {
     async fn start_task(&self, ctx: &Ctx, obj: &Row, name: &str, params: Value) -> Result<String> {
         // Public-cloud guests run the cloud variant of the task (crate::cloud).
         let name = crate::cloud::tasks::task_name_for(obj, name);
-        let t = server_task(ctx, obj, &name, params);
-        self.region
-            .engine
-            .submit(t)
-            .await
-            .map_err(|e| HttpError::internal(e.0))
+        submit_task(&self.region, server_task(ctx, obj, &name, params)).await
     }
 
     /// Move the server from one of `from` to `to` or refuse with

@@ -21,7 +21,6 @@ use cloudpods_db::{Db, DbError, DbTx, ModelDesc, Row, Sql, crud};
 use cloudpods_rbac::Scope;
 use cloudpods_rest::params::{flag, get_bool, get_i64, get_str, get_str_any};
 use cloudpods_rest::{Ctx, HttpError, Model, Object, Result, Service};
-use cloudpods_taskman::{NewTask, Owner};
 use serde_json::{Value, json};
 
 use super::Basic;
@@ -46,30 +45,7 @@ pub fn register(svc: Service, region: &Arc<Region>) -> Service {
 /// Largest disk (MB): 16 TiB.
 const MAX_DISK_MB: i64 = 16 * 1024 * 1024;
 
-/// The owner recorded on tasks started by `ctx` for `obj`.
-fn task_owner(ctx: &Ctx, obj: &Row) -> Owner {
-    Owner {
-        tenant_id: s(obj, "tenant_id"),
-        domain_id: s(obj, "domain_id"),
-        user_id: ctx.identity.user_id.clone(),
-        user: ctx.identity.user.clone(),
-        cred: json!({"user_id": ctx.identity.user_id, "user": ctx.identity.user,
-                     "project_id": ctx.identity.project_id, "domain_id": ctx.identity.domain_id}),
-    }
-}
-
-fn new_task(ctx: &Ctx, name: &str, keyword: &str, obj: &Row, params: Value) -> NewTask {
-    let mut t = NewTask::new(
-        name,
-        keyword,
-        &s(obj, "id"),
-        &s(obj, "name"),
-        params,
-        task_owner(ctx, obj),
-    );
-    t.request_id = ctx.request_id.clone();
-    t
-}
+use crate::resources::servers::task_on as new_task;
 
 /// Compare-and-set a status inside `tx` (with extra column changes).
 async fn cas_in(
