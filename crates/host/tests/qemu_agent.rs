@@ -51,28 +51,9 @@ impl Drop for Guard {
     fn drop(&mut self) {
         // QEMUs and dnsmasqs started for this test carry its dir in their
         // command line.
-        cloudpods_testkit::kill_matching(&self.dir.display().to_string());
-        // Taps of this test's guests, then its bridge.
-        if let Ok(rd) = std::fs::read_dir(self.dir.join("d/servers")) {
-            for g in rd.flatten() {
-                let id = g.file_name().to_string_lossy().into_owned();
-                for i in 0..8 {
-                    let tap = cloudpods_host::net::tap_name(&id, i);
-                    if Path::new(&format!("/sys/class/net/{tap}")).exists() {
-                        let _ = Command::new("ip").args(["link", "del", &tap]).status();
-                    }
-                }
-            }
-        }
-        if Path::new(&format!("/sys/class/net/{}", self.bridge)).exists() {
-            let _ = Command::new("ip")
-                .args(["link", "del", &self.bridge])
-                .status();
-        }
-        let _ = Command::new("nft")
-            .args(["delete", "table", "bridge", &self.table])
-            .stderr(std::process::Stdio::null())
-            .status();
+        let servers = self.dir.join("d/servers");
+        let tap_name = cloudpods_host::net::tap_name;
+        cloudpods_testkit::clean_host(&self.dir, &servers, &self.bridge, &self.table, tap_name);
     }
 }
 

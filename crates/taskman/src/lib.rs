@@ -179,16 +179,11 @@ pub trait TaskDef: Send + Sync + 'static {
     /// The subtasks `step` started have all finished: by default the step
     /// fails with the first failed subtask's reason, unless
     /// [`TaskDef::tolerates_failed_subtasks`].
-    async fn on_subtasks_done(
-        &self,
-        _t: &mut TaskCtx,
-        step: &str,
-        results: Subtasks,
-    ) -> StepResult {
+    async fn on_subtasks_done(&self, _t: &mut TaskCtx, step: &str, done: Subtasks) -> StepResult {
         if self.tolerates_failed_subtasks(step) {
             return Ok(Step::Done);
         }
-        match results.iter().find(|r| !r.succeeded) {
+        match done.iter().find(|r| !r.succeeded) {
             Some(r) => Err(TaskError(format!(
                 "{} {} failed: {}",
                 r.task_name, r.obj_id, r.reason

@@ -130,17 +130,12 @@ impl TaskDef for Parent {
         }
         Ok(Step::Done)
     }
-    async fn on_subtasks_done(
-        &self,
-        _t: &mut TaskCtx,
-        step: &str,
-        results: Subtasks,
-    ) -> StepResult {
+    async fn on_subtasks_done(&self, _t: &mut TaskCtx, step: &str, done: Subtasks) -> StepResult {
         self.log.push(format!(
             "parent:children:{step}:{}",
-            results.iter().filter(|r| r.succeeded).count()
+            done.iter().filter(|r| r.succeeded).count()
         ));
-        match results.iter().find(|r| !r.succeeded) {
+        match done.iter().find(|r| !r.succeeded) {
             Some(r) => Err(TaskError(format!(
                 "child {} failed: {}",
                 r.obj_id, r.reason

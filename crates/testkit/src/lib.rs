@@ -191,6 +191,42 @@ pub fn kill_matching(needle: &str) {
     }
 }
 
+/// What a real host agent of a test leaves behind, removed even when the
+/// test failed: its QEMUs and dnsmasqs (found by `dir` in their command
+/// line), the taps of the guests under `servers` (named by `tap_name`,
+/// the agent's own naming), its bridge and its nftables table.
+pub fn clean_host(
+    dir: &std::path::Path,
+    servers: &std::path::Path,
+    bridge: &str,
+    table: &str,
+    tap_name: impl Fn(&str, i64) -> String,
+) {
+    use std::process::{Command, Stdio};
+    kill_matching(&dir.display().to_string());
+    let exists = |dev: &str| std::path::Path::new(&format!("/sys/class/net/{dev}")).exists();
+    let ip_del = |dev: &str| {
+        let _ = Command::new("ip")
+            .args(["link", "del", dev])
+            .stderr(Stdio::null())
+            .status();
+    };
+    for g in std::fs::read_dir(servers).into_iter().flatten().flatten() {
+        let id = g.file_name().to_string_lossy().into_owned();
+        (0..8)
+            .map(|i| tap_name(&id, i))
+            .filter(|t| exists(t))
+            .for_each(|t| ip_del(&t));
+    }
+    if exists(bridge) {
+        ip_del(bridge);
+    }
+    let _ = Command::new("nft")
+        .args(["delete", "table", "bridge", table])
+        .stderr(Stdio::null())
+        .status();
+}
+
 fn pids_matching(needle: &str) -> Vec<(u32, String)> {
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return Vec::new();

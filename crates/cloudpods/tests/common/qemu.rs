@@ -4,7 +4,7 @@
 //! and qemu_guest_ops.rs.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -187,26 +187,9 @@ pub use cloudpods_testkit::procs_matching;
 impl Drop for RealHost {
     fn drop(&mut self) {
         self.kill();
-        cloudpods_testkit::kill_matching(&self.data.display().to_string());
-        if let Ok(rd) = std::fs::read_dir(self.data().join("servers")) {
-            for g in rd.flatten() {
-                let id = g.file_name().to_string_lossy().into_owned();
-                for i in 0..8 {
-                    let tap = cloudpods_host::net::tap_name(&id, i);
-                    if Path::new(&format!("/sys/class/net/{tap}")).exists() {
-                        let _ = Command::new("ip").args(["link", "del", &tap]).status();
-                    }
-                }
-            }
-        }
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.bridge])
-            .stderr(Stdio::null())
-            .status();
-        let _ = Command::new("nft")
-            .args(["delete", "table", "bridge", &self.table])
-            .stderr(Stdio::null())
-            .status();
+        let servers = self.data.join("servers");
+        let tap_name = cloudpods_host::net::tap_name;
+        cloudpods_testkit::clean_host(&self.data, &servers, &self.bridge, &self.table, tap_name);
     }
 }
 

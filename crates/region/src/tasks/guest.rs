@@ -536,17 +536,12 @@ impl TaskDef for Create {
         Ok(Step::Done)
     }
 
-    async fn on_subtasks_done(
-        &self,
-        _t: &mut TaskCtx,
-        step: &str,
-        results: Subtasks,
-    ) -> StepResult {
+    async fn on_subtasks_done(&self, _t: &mut TaskCtx, step: &str, done: Subtasks) -> StepResult {
         // A failed auto-start leaves the guest created, in start_fail.
         if step == "finish" {
             return Ok(Step::Done);
         }
-        match results.iter().find(|r| !r.succeeded) {
+        match done.iter().find(|r| !r.succeeded) {
             Some(r) => Err(TaskError(format!("disk {}: {}", r.obj_id, r.reason))),
             None => Ok(Step::Done),
         }

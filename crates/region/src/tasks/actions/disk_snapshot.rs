@@ -118,13 +118,8 @@ impl TaskDef for DiskSnapshot {
         ));
         Ok(Step::WaitSubtasks)
     }
-    async fn on_subtasks_done(
-        &self,
-        _t: &mut TaskCtx,
-        _step: &str,
-        results: Subtasks,
-    ) -> StepResult {
-        match results.iter().find(|r| !r.succeeded) {
+    async fn on_subtasks_done(&self, _t: &mut TaskCtx, _step: &str, done: Subtasks) -> StepResult {
+        match done.iter().find(|r| !r.succeeded) {
             Some(r) => Err(TaskError(r.reason.clone())),
             None => Ok(Step::Done),
         }
