@@ -167,14 +167,7 @@ async fn the_agent_answers_only_the_region() {
     assert!(!list.body.to_string().contains(&secret));
 
     // The liveness probe is open and says nothing.
-    let ping: Value = http
-        .get(format!("{}/ping", agent.uri))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ping = cloudpods_testkit::json_of(http.get(format!("{}/ping", agent.uri))).await;
     assert_eq!(ping, json!({}));
 
     let st = agent.storage_id.clone();

@@ -144,14 +144,9 @@ async fn five_guests_at_once_download_the_image_once() {
     for id in &ids {
         h.wait_serial(id, "CLOUDPODS-READY", 240).await;
     }
-    let cache: Value = h
-        .signed(reqwest::Method::GET, "/disks/image_cache", None)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let cache =
+        cloudpods_testkit::json_of(h.signed(reqwest::Method::GET, "/disks/image_cache", None))
+            .await;
     assert_eq!(cache["downloads"], 1, "{cache}");
     assert_eq!(cache["images"].as_array().map(Vec::len), Some(1), "{cache}");
     // The region learns what the host has cached within a heartbeat.

@@ -239,21 +239,11 @@ impl Env {
 
     /// A signed GET.
     async fn get(&self, path: &str) -> Value {
-        cloudpods_host::agent::signed_request(
-            &self.http,
-            &self.secret,
-            reqwest::Method::GET,
-            &format!("{}{path}", self.agent),
-            None,
-            None,
-        )
-        .unwrap()
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+        let url = format!("{}{path}", self.agent);
+        let get = reqwest::Method::GET;
+        let req =
+            cloudpods_host::agent::signed_request(&self.http, &self.secret, get, &url, None, None);
+        cloudpods_testkit::json_of(req.unwrap()).await
     }
 
     async fn ok(&self, path: &str, body: Value) -> Value {
@@ -461,15 +451,7 @@ async fn bad_inputs_fail_with_the_reason_and_leave_nothing() {
         .await
         .unwrap();
     assert_eq!(unsigned.status(), 401);
-    let ping: Value = e
-        .http
-        .get(format!("{}/ping", e.agent))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ping = cloudpods_testkit::json_of(e.http.get(format!("{}/ping", e.agent))).await;
     assert_eq!(ping, json!({}));
     // Signed, but the result would go somewhere else than the region.
     let (st, v) = e

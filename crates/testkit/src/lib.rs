@@ -179,6 +179,13 @@ pub fn procs_matching(needle: &str, prefix: &str) -> usize {
         .count()
 }
 
+/// Send `req` and read its JSON answer; panics (the test fails) on a
+/// transport error or a body that is not JSON.
+pub async fn json_of(req: reqwest::RequestBuilder) -> serde_json::Value {
+    let resp = req.send().await.expect("the request reaches the server");
+    resp.json().await.expect("a JSON answer")
+}
+
 /// Kill -9 every process (but this one) whose command line contains
 /// `needle`: the QEMUs and dnsmasqs a test started under its directory.
 pub fn kill_matching(needle: &str) {
