@@ -79,13 +79,7 @@ async fn wrong_credentials_are_refused_with_the_clouds_message() {
         )
         .await;
     assert_error(&resp, 400, "InputParameterError");
-    assert!(
-        resp.body["details"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("InvalidClientTokenId"),
-        "{resp:?}"
-    );
+    cloudpods_testkit::assert_details(&resp.body, "InvalidClientTokenId");
     let resp = api
         .post(
             &format!("{r}/cloudaccounts"),

@@ -390,13 +390,7 @@ async fn bad_input_leaves_nothing_behind() {
         )
         .await;
         assert_error(&r, 400, "InputParameterError");
-        assert!(
-            r.body["details"]
-                .as_str()
-                .unwrap_or("")
-                .contains("declared"),
-            "{r:?}"
-        );
+        cloudpods_testkit::assert_details(&r.body, "declared");
     }
     // declared checksum that does not match
     let r = send(

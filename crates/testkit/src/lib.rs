@@ -179,6 +179,16 @@ pub fn procs_matching(needle: &str, prefix: &str) -> usize {
         .count()
 }
 
+/// The error body `v` (Cloudpods' shape) says `needle` in its details.
+#[track_caller]
+pub fn assert_details(v: &serde_json::Value, needle: &str) {
+    let details = v["details"].as_str().unwrap_or_default();
+    assert!(
+        details.contains(needle),
+        "details should say {needle:?}: {v}"
+    );
+}
+
 /// Send `req` and read its JSON answer; panics (the test fails) on a
 /// transport error or a body that is not JSON.
 pub async fn json_of(req: reqwest::RequestBuilder) -> serde_json::Value {
