@@ -630,37 +630,7 @@ async fn sharing_and_recycle_bin() {
     let p = Platform::start_with(opts(&[("CLOUDPODS_GLANCE__ENABLE_PENDING_DELETE", "true")]));
     let admin = p.admin().await;
     let g = p.glance_url();
-    let ks = p.auth_url.clone();
-    assert_eq!(
-        admin
-            .post(
-                &format!("{ks}/projects"),
-                json!({"project": {"name": "demo"}})
-            )
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        admin
-            .post(
-                &format!("{ks}/users"),
-                json!({"user": {"name": "dave", "password": "dave-pw-1"}})
-            )
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        admin
-            .put(&format!("{ks}/projects/demo/users/dave/roles/member"), None)
-            .await
-            .status,
-        204
-    );
-    let dave = Api::login(&ks, "dave", "dave-pw-1", "demo", None)
-        .await
-        .expect("dave");
+    let (dave, _) = p.member(&admin, "demo", "dave").await;
     let dir = tempfile::tempdir().expect("tmp");
     let (_, qcow2) = make_images(dir.path(), 4);
     let body = std::fs::read(&qcow2).expect("qcow2");

@@ -21,38 +21,9 @@ async fn members_see_only_their_project(backend: Backend) {
     let admin = p.admin().await;
     p.basic_network(&admin).await;
     let _host = p.sim_host(SimOpts::default());
-    let (ks, r) = (p.auth_url.clone(), p.region_url());
+    let r = p.region_url();
     // A second project with its own member.
-    assert_eq!(
-        admin
-            .post(
-                &format!("{ks}/projects"),
-                json!({"project": {"name": "demo"}})
-            )
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        admin
-            .post(
-                &format!("{ks}/users"),
-                json!({"user": {"name": "dave", "password": "dave-pw-1"}})
-            )
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        admin
-            .put(&format!("{ks}/projects/demo/users/dave/roles/member"), None)
-            .await
-            .status,
-        204
-    );
-    let dave = Api::login(&ks, "dave", "dave-pw-1", "demo", None)
-        .await
-        .expect("dave");
+    let (dave, _) = p.member(&admin, "demo", "dave").await;
 
     let mine = admin.post(&format!("{r}/servers"), vm("admin-vm")).await;
     assert_eq!(mine.status, 200, "{mine:?}");

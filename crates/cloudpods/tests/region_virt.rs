@@ -29,38 +29,6 @@ async fn wait_gone(api: &Api, url: &str) {
     wait_until(api, url, 30, |b| b["code"] == 404).await;
 }
 
-/// A project with a member user, logged in.
-async fn member(p: &Platform, admin: &Api, project: &str, user: &str) -> (Api, String) {
-    let a = &p.auth_url;
-    let r = admin
-        .post(
-            &format!("{a}/projects"),
-            json!({"project": {"name": project}}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{r:?}");
-    let pid = r.body["project"]["id"].as_str().expect("id").to_string();
-    let r = admin
-        .post(
-            &format!("{a}/users"),
-            json!({"user": {"name": user, "password": "Member-Pw-123"}}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{r:?}");
-    let uid = r.body["user"]["id"].as_str().expect("id").to_string();
-    let r = admin
-        .put(
-            &format!("{a}/projects/{pid}/users/{uid}/roles/member"),
-            None,
-        )
-        .await;
-    assert!(r.status == 200 || r.status == 204, "{r:?}");
-    let api = Api::login(a, user, "Member-Pw-123", project, None)
-        .await
-        .expect("member login");
-    (api, pid)
-}
-
 async fn server(admin: &Api, r: &str, name: &str, extra: Value) -> String {
     let mut body = json!({"name": name, "vcpu_count": 1, "vmem_size": 256,
                           "disks": [{"size": 1024}], "nets": [{"network": "net0"}]});
@@ -632,7 +600,7 @@ async fn keypairs_show_the_private_key_once() {
     assert_eq!(total(&list.body, "keypairs"), 2, "{list:?}");
 
     // Another user sees none of them, and cannot read the private key.
-    let (other, _) = member(&p, &admin, "p2", "u2").await;
+    let (other, _) = p.member(&admin, "p2", "u2").await;
     let resp = other
         .post(&format!("{r}/keypairs"), json!({"keypair": {"name": "k3"}}))
         .await;
@@ -805,7 +773,7 @@ async fn secgroups_and_rules_are_validated() {
     assert_error(&dup, 409, "DuplicateNameError");
 
     // Another project sees neither the group nor its rules.
-    let (other, _) = member(&p, &admin, "p2", "u2").await;
+    let (other, _) = p.member(&admin, "p2", "u2").await;
     assert_error(
         &other.get(&format!("{r}/secgroups/{id}")).await,
         404,
@@ -1027,7 +995,7 @@ async fn quotas_refuse_creates_and_tenants_are_isolated() {
     p.basic_network(&admin).await;
     let _host = p.sim_host(SimOpts::default());
     let r = p.region_url();
-    let (other, pid) = member(&p, &admin, "p2", "u2").await;
+    let (other, pid) = p.member(&admin, "p2", "u2").await;
 
     // Shape of GET /quotas.
     let q = admin.get(&format!("{r}/quotas")).await;

@@ -731,6 +731,38 @@ impl Platform {
         h
     }
 
+    /// A new project with a new member user, logged in; and the project's id.
+    pub async fn member(&self, admin: &Api, project: &str, user: &str) -> (Api, String) {
+        let a = &self.auth_url;
+        let r = admin
+            .post(
+                &format!("{a}/projects"),
+                json!({"project": {"name": project}}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{r:?}");
+        let pid = r.body["project"]["id"].as_str().expect("id").to_string();
+        let r = admin
+            .post(
+                &format!("{a}/users"),
+                json!({"user": {"name": user, "password": "Member-Pw-123"}}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{r:?}");
+        let uid = r.body["user"]["id"].as_str().expect("id").to_string();
+        let r = admin
+            .put(
+                &format!("{a}/projects/{pid}/users/{uid}/roles/member"),
+                None,
+            )
+            .await;
+        assert!(r.status == 200 || r.status == 204, "{r:?}");
+        let api = Api::login(a, user, "Member-Pw-123", project, None)
+            .await
+            .expect("member login");
+        (api, pid)
+    }
+
     /// Create zone0, wire0 and network net0 (10.0.0.10–10.0.0.250/24).
     pub async fn basic_network(&self, admin: &Api) {
         let r = self.region_url();
