@@ -200,10 +200,7 @@ async fn account_sync_and_servers_through_the_api(backend: Backend) {
         "12g",
     ]);
     assert!(ok, "{out}\n{err}");
-    let sid = api.get(&format!("{r}/servers/cpvm")).await.body["server"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let sid = api.get(&format!("{r}/servers/cpvm")).await.id_of("server");
     wait_status(&api, &r, &sid, "running").await;
     let srv = api.get(&format!("{r}/servers/{sid}")).await.body["server"].clone();
     let ext = srv["external_id"].as_str().unwrap().to_string();

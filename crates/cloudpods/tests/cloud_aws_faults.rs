@@ -106,10 +106,7 @@ async fn wrong_credentials_are_refused_with_the_clouds_message() {
         )
         .await;
     assert_eq!(resp.status, 200, "{resp:?}");
-    let id = resp.body["cloudaccount"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = resp.id_of("cloudaccount");
     let acc = wait_synced(&api, &r, &id, 0, 120).await;
     assert_eq!(acc["error_count"], 0, "{acc}");
     assert!(total(&api, &format!("{r}/vpcs?brand=Aws")).await >= 1);
@@ -169,10 +166,7 @@ async fn faults_mid_sync_delete_nothing_and_resume() {
             "account": "AKIDF", "secret": secret, "access_url": proxy.url, "options": faulty_options()}}))
         .await;
     assert_eq!(resp.status, 200, "{resp:?}");
-    let id = resp.body["cloudaccount"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = resp.id_of("cloudaccount");
     let acc = wait_synced(&api, &r, &id, 0, 120).await;
     assert_eq!(acc["error_count"], 0, "{acc}");
     assert_eq!(total(&api, &format!("{r}/servers?brand=Aws")).await, 12);

@@ -53,10 +53,7 @@ async fn vpc_subnet_secgroup_eip_through_the_api() {
         )
         .await;
     assert_eq!(resp.status, 200, "{resp:?}");
-    let id = resp.body["cloudaccount"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = resp.id_of("cloudaccount");
     wait_synced(&api, &r, &id, 0, 120).await;
     let cr = api
         .get(&format!("{r}/cloudregions?external_id=us-east-1"))
@@ -153,10 +150,7 @@ async fn vpc_subnet_secgroup_eip_through_the_api() {
         )
         .await;
     assert_eq!(resp.status, 200, "{resp:?}");
-    let rule_id = resp.body["secgrouprule"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let rule_id = resp.id_of("secgrouprule");
     let has_rule = || async {
         d.secgroups()
             .await

@@ -53,10 +53,7 @@ async fn five_thousand_instances_in_three_regions() {
         )
         .await;
     assert_eq!(resp.status, 200, "{resp:?}");
-    let id = resp.body["cloudaccount"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = resp.id_of("cloudaccount");
     let acc = wait_synced(&api, &r, &id, 0, 600).await;
     eprintln!(
         "full sync {:.1}s: {}",

@@ -30,10 +30,7 @@ async fn members_see_only_their_project(backend: Backend) {
     let admin_vm = mine.body["server"]["id"].as_str().expect("id").to_string();
     let theirs = dave.post(&format!("{r}/servers"), vm("dave-vm")).await;
     assert_eq!(theirs.status, 200, "{theirs:?}");
-    let dave_vm = theirs.body["server"]["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let dave_vm = theirs.id_of("server");
     for (api, id) in [(&admin, &admin_vm), (&dave, &dave_vm)] {
         wait_until(api, &format!("{r}/servers/{id}"), 30, |b| {
             b["server"]["status"] == "running"

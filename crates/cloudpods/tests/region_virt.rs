@@ -216,10 +216,7 @@ async fn disks_snapshots_walk_their_status_machines() {
         )
         .await;
     assert_eq!(resp.status, 200, "{resp:?}");
-    let sid = resp.body["snapshot"]["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let sid = resp.id_of("snapshot");
     let s = wait_status(&admin, &format!("{r}/snapshots/{sid}"), "snapshot", "ready").await;
     assert_eq!(s["snapshot"]["size"], 4096);
     assert_eq!(s["snapshot"]["disk_name"], "d1");
@@ -291,10 +288,7 @@ async fn disks_snapshots_walk_their_status_machines() {
         )
         .await;
     assert_eq!(resp.status, 200, "{resp:?}");
-    let sys_snap = resp.body["snapshot"]["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let sys_snap = resp.id_of("snapshot");
     wait_status(
         &admin,
         &format!("{r}/snapshots/{sys_snap}"),
@@ -402,10 +396,7 @@ async fn disk_and_snapshot_failures_end_in_fail_statuses() {
         )
         .await;
     assert_eq!(resp.status, 200, "{resp:?}");
-    let sid = resp.body["snapshot"]["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let sid = resp.id_of("snapshot");
     let s = wait_status(
         &admin,
         &format!("{r}/snapshots/{sid}"),
@@ -722,10 +713,7 @@ async fn secgroups_and_rules_are_validated() {
     assert_eq!(resp.status, 200, "{resp:?}");
     assert_eq!(resp.body["secgrouprule"]["cidr"], "192.168.1.0/24");
     assert_eq!(resp.body["secgrouprule"]["secgroup"], "web");
-    let rid = resp.body["secgrouprule"]["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let rid = resp.id_of("secgrouprule");
     let upd = admin
         .put(
             &format!("{r}/secgrouprules/{rid}"),
@@ -1169,20 +1157,14 @@ async fn quotas_refuse_creates_and_tenants_are_isolated() {
             json!({"snapshot": {"name": "admin-snap", "disk": ad}}),
         )
         .await;
-    let asnap = resp.body["snapshot"]["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let asnap = resp.id_of("snapshot");
     let resp = admin
         .post(
             &format!("{r}/secgroups"),
             json!({"secgroup": {"name": "admin-sg"}}),
         )
         .await;
-    let asg = resp.body["secgroup"]["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let asg = resp.id_of("secgroup");
     let resp = admin
         .post(&format!("{r}/eips"), json!({"eip": {"name": "admin-eip"}}))
         .await;
@@ -1281,10 +1263,7 @@ async fn climc_manages_virtual_resources() {
 
     let out = run(&["disk-create", "cd1", "1g"]);
     assert!(out.contains("cd1"), "{out}");
-    let id = admin.get(&format!("{r}/disks/cd1")).await.body["disk"]["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let id = admin.get(&format!("{r}/disks/cd1")).await.id_of("disk");
     wait_status(&admin, &format!("{r}/disks/{id}"), "disk", "ready").await;
     let out = run(&["disk-list"]);
     assert!(out.contains("cd1") && out.contains("host0-local"), "{out}");

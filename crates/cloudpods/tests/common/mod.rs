@@ -361,6 +361,17 @@ pub struct Resp {
     pub body: Value,
 }
 
+impl Resp {
+    /// The id of the `keyword` object in the body (`{"server": {"id": …}}`).
+    #[track_caller]
+    pub fn id_of(&self, keyword: &str) -> String {
+        match self.body[keyword]["id"].as_str() {
+            Some(id) => id.to_string(),
+            None => panic!("no {keyword} id in {self:?}"),
+        }
+    }
+}
+
 impl std::fmt::Debug for Resp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {}", self.status, self.body)
