@@ -251,12 +251,8 @@ async fn faults_mid_sync_delete_nothing_and_resume() {
     // A server deleted on the cloud while we act on it.
     let victim = ids[1].clone();
     let sid = api
-        .get(&format!("{r}/servers?external_id={victim}"))
-        .await
-        .body["servers"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        .first_id(&format!("{r}/servers?external_id={victim}"), "servers")
+        .await;
     d.raw("TerminateInstances", &[("InstanceId.1", &victim)])
         .await
         .unwrap();

@@ -56,19 +56,14 @@ async fn vpc_subnet_secgroup_eip_through_the_api() {
     let id = resp.id_of("cloudaccount");
     wait_synced(&api, &r, &id, 0, 120).await;
     let cr = api
-        .get(&format!("{r}/cloudregions?external_id=us-east-1"))
-        .await
-        .body["cloudregions"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        .first_id(
+            &format!("{r}/cloudregions?external_id=us-east-1"),
+            "cloudregions",
+        )
+        .await;
     let zone = api
-        .get(&format!("{r}/zones?external_id=us-east-1a"))
-        .await
-        .body["zones"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        .first_id(&format!("{r}/zones?external_id=us-east-1a"), "zones")
+        .await;
 
     // VPC.
     let resp = api
@@ -197,12 +192,8 @@ async fn vpc_subnet_secgroup_eip_through_the_api() {
 
     // EIP: allocate, associate with a synced instance, dissociate, release.
     let sid = api
-        .get(&format!("{r}/servers?external_id={}", vm[0]))
-        .await
-        .body["servers"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        .first_id(&format!("{r}/servers?external_id={}", vm[0]), "servers")
+        .await;
     let resp = api
         .post(
             &format!("{r}/eips"),

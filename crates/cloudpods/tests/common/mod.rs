@@ -495,6 +495,16 @@ impl Api {
         Resp::read(req.send().await.expect("send")).await
     }
 
+    /// The id of the first object a list answers (`GET url`, rows under
+    /// `plural`).
+    pub async fn first_id(&self, url: &str, plural: &str) -> String {
+        let resp = self.get(url).await;
+        match resp.body[plural][0]["id"].as_str() {
+            Some(id) => id.to_string(),
+            None => panic!("{url}: no {plural} in {resp:?}"),
+        }
+    }
+
     pub async fn get(&self, url: &str) -> Resp {
         self.call("GET", url, None).await
     }
