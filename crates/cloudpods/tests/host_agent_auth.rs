@@ -145,8 +145,7 @@ async fn servers_named(admin: &Api, r: &str, name: &str) -> usize {
 #[tokio::test]
 async fn the_agent_answers_only_the_region() {
     let p = Platform::start();
-    let admin = p.admin().await;
-    p.basic_network(&admin).await;
+    let admin = p.admin_with_network().await;
     let mut agent = Agent::start(&p);
     let r = p.region_url();
     let http = reqwest::Client::new();

@@ -141,8 +141,7 @@ async fn check_consistent(
 
 async fn kill_9_during_fifty_creates_then_restart(backend: Backend) {
     let mut p = Platform::start_on(backend);
-    let admin = p.admin().await;
-    p.basic_network(&admin).await;
+    let admin = p.admin_with_network().await;
     // Slow agent actions keep creates in flight when the kill comes.
     let host = p.sim_host(SimOpts {
         delay_ms: 150,
@@ -206,8 +205,7 @@ async fn two_regions_on_one_mariadb_run_each_task_once() {
         backend: Some(Backend::Mysql(url)),
         ..Default::default()
     });
-    let admin = a.admin().await;
-    a.basic_network(&admin).await;
+    let admin = a.admin_with_network().await;
     let host = a.sim_host(SimOpts {
         delay_ms: 30,
         ..Default::default()

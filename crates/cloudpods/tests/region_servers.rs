@@ -176,8 +176,7 @@ impl Drop for Agent {
 
 async fn actions_walk_the_status_machine(backend: Backend) {
     let p = Platform::start_on(backend);
-    let admin = p.admin().await;
-    p.basic_network(&admin).await;
+    let admin = p.admin_with_network().await;
     let host = p.sim_host(SimOpts::default());
     let r = p.region_url();
 
@@ -446,8 +445,7 @@ async fn actions_walk_the_status_machine(backend: Backend) {
 #[tokio::test]
 async fn cold_migration_moves_guest_and_disks_and_undoes_failures() {
     let p = Platform::start();
-    let admin = p.admin().await;
-    p.basic_network(&admin).await;
+    let admin = p.admin_with_network().await;
     let a = p.sim_host(SimOpts {
         name: "host-a".into(),
         ..Default::default()
@@ -575,8 +573,7 @@ async fn cold_migration_moves_guest_and_disks_and_undoes_failures() {
 
 async fn change_config_is_checked_against_the_host_and_undone_on_failure(backend: Backend) {
     let p = Platform::start_on(backend);
-    let admin = p.admin().await;
-    p.basic_network(&admin).await;
+    let admin = p.admin_with_network().await;
     let _small = p.sim_host(SimOpts {
         name: "small".into(),
         cpu: 2,
@@ -672,8 +669,7 @@ async fn change_config_is_checked_against_the_host_and_undone_on_failure(backend
 
 async fn failing_actions_end_in_their_fail_status_with_nothing_leaked(backend: Backend) {
     let p = Platform::start_on(backend);
-    let admin = p.admin().await;
-    p.basic_network(&admin).await;
+    let admin = p.admin_with_network().await;
     let r = p.region_url();
     let _no_start = p.sim_host(SimOpts {
         name: "no-start".into(),
@@ -884,8 +880,7 @@ async fn pending_delete_lifecycle() {
         ],
         ..Default::default()
     });
-    let admin = p.admin().await;
-    p.basic_network(&admin).await;
+    let admin = p.admin_with_network().await;
     let host = p.sim_host(SimOpts::default());
     let r = p.region_url();
     let vm = create(
@@ -962,8 +957,7 @@ async fn pending_delete_lifecycle() {
 #[tokio::test]
 async fn climc_creates_servers_and_waits() {
     let p = Platform::start();
-    let admin = p.admin().await;
-    p.basic_network(&admin).await;
+    let admin = p.admin_with_network().await;
     let _good = p.sim_host(SimOpts::default());
     let _bad = p.sim_host(SimOpts {
         name: "bad".into(),

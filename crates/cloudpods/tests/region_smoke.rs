@@ -12,8 +12,7 @@ use serde_json::json;
 #[tokio::test]
 async fn twenty_servers_reach_running_with_distinct_addresses() {
     let p = Platform::start();
-    let admin = p.admin().await;
-    p.basic_network(&admin).await;
+    let admin = p.admin_with_network().await;
     let _host = p.sim_host(SimOpts::default());
     let r = p.region_url();
     let resp = admin

@@ -18,8 +18,7 @@ fn vm(name: &str) -> Value {
 
 async fn members_see_only_their_project(backend: Backend) {
     let p = Platform::start_on(backend);
-    let admin = p.admin().await;
-    p.basic_network(&admin).await;
+    let admin = p.admin_with_network().await;
     let _host = p.sim_host(SimOpts::default());
     let r = p.region_url();
     // A second project with its own member.
@@ -141,8 +140,7 @@ async fn members_see_only_their_project(backend: Backend) {
 
 async fn bad_server_input_allocates_nothing(backend: Backend) {
     let p = Platform::start_on(backend);
-    let admin = p.admin().await;
-    p.basic_network(&admin).await;
+    let admin = p.admin_with_network().await;
     let _host = p.sim_host(SimOpts::default());
     let r = p.region_url();
     assert_eq!(

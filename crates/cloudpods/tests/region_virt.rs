@@ -50,8 +50,7 @@ async fn server(admin: &Api, r: &str, name: &str, extra: Value) -> String {
 #[tokio::test]
 async fn disks_snapshots_walk_their_status_machines() {
     let p = Platform::start();
-    let admin = p.admin().await;
-    p.basic_network(&admin).await;
+    let admin = p.admin_with_network().await;
     let host = p.sim_host(SimOpts::default());
     let r = p.region_url();
 
@@ -324,8 +323,7 @@ async fn disks_snapshots_walk_their_status_machines() {
 #[tokio::test]
 async fn disk_and_snapshot_failures_end_in_fail_statuses() {
     let p = Platform::start();
-    let admin = p.admin().await;
-    p.basic_network(&admin).await;
+    let admin = p.admin_with_network().await;
     let _host = p.sim_host(SimOpts {
         fail: vec![
             "disk_resize".into(),
@@ -435,8 +433,7 @@ async fn disk_and_snapshot_failures_end_in_fail_statuses() {
 #[tokio::test]
 async fn failed_allocation_holds_nothing() {
     let p = Platform::start();
-    let admin = p.admin().await;
-    p.basic_network(&admin).await;
+    let admin = p.admin_with_network().await;
     let host = p.sim_host(SimOpts {
         fail: vec!["disk_create".into()],
         ..Default::default()
@@ -818,8 +815,7 @@ async fn secgroups_and_rules_are_validated() {
 #[tokio::test]
 async fn eips_allocate_associate_and_release() {
     let p = Platform::start();
-    let admin = p.admin().await;
-    p.basic_network(&admin).await;
+    let admin = p.admin_with_network().await;
     let _host = p.sim_host(SimOpts::default());
     let r = p.region_url();
     let resp = admin
@@ -979,8 +975,7 @@ async fn eips_allocate_associate_and_release() {
 #[tokio::test]
 async fn quotas_refuse_creates_and_tenants_are_isolated() {
     let p = Platform::start();
-    let admin = p.admin().await;
-    p.basic_network(&admin).await;
+    let admin = p.admin_with_network().await;
     let _host = p.sim_host(SimOpts::default());
     let r = p.region_url();
     let (other, pid) = p.member(&admin, "p2", "u2").await;
@@ -1251,8 +1246,7 @@ async fn quotas_refuse_creates_and_tenants_are_isolated() {
 #[tokio::test]
 async fn climc_manages_virtual_resources() {
     let p = Platform::start();
-    let admin = p.admin().await;
-    p.basic_network(&admin).await;
+    let admin = p.admin_with_network().await;
     let _host = p.sim_host(SimOpts::default());
     let r = p.region_url();
     let run = |args: &[&str]| {

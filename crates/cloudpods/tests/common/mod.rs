@@ -784,6 +784,13 @@ impl Platform {
         (api, pid)
     }
 
+    /// The admin's client, after [`Platform::basic_network`].
+    pub async fn admin_with_network(&self) -> Api {
+        let admin = self.admin().await;
+        self.basic_network(&admin).await;
+        admin
+    }
+
     /// Create zone0, wire0 and network net0 (10.0.0.10–10.0.0.250/24).
     pub async fn basic_network(&self, admin: &Api) {
         let r = self.region_url();
