@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore};
 
 use crate::models::{ARCHIVED_TASKS, TASK_OBJECTS, TASKS, TaskRow};
-use crate::{Step, SubtaskResult, TaskCtx, TaskDef, TaskError};
+use crate::{Step, StepResult, SubtaskResult, TaskCtx, TaskDef, TaskError};
 
 /// Engine tunables.
 #[derive(Debug, Clone)]
@@ -113,6 +113,14 @@ fn later(d: Duration) -> String {
     cloudpods_apis::time::format(
         chrono::Utc::now() + chrono::Duration::from_std(d).unwrap_or_default(),
     )
+}
+
+/// What the driver does after one turn of a task.
+enum Flow {
+    /// Read the task again and take the next turn.
+    Again,
+    /// The task is parked (waiting, finished, or no longer ours).
+    Parked,
 }
 
 impl Engine {
@@ -538,212 +546,263 @@ impl Engine {
             if row.lease_owner != self.node {
                 return Ok(());
             }
-            let status = row.status.clone();
-            let name = row.task_name.clone();
-            let Some(def) = self.def(&name) else {
+            let Some(def) = self.def(&row.task_name) else {
                 return self.finish_failed(&row, "unknown task type").await;
             };
             let mut t = self.ctx(&row);
             let step = t.current_step.clone();
-            let done: Vec<String> = row.done_steps.clone();
-
-            if status == "failing" {
-                // Undo the failed step, then every completed step, newest
-                // first; the remaining list is committed after each undo.
-                let mut pending: Vec<String> = t
-                    .state
-                    .get("__undo")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|v| v.as_str().map(str::to_string))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let failed = row.failed_step.clone();
-                if !pending.is_empty() {
-                    let next = pending.remove(0);
-                    t.current_step = next.clone();
-                    if let Err(e) = def.undo_step(&mut t, &next).await {
-                        // An undo that cannot finish is retried, never skipped.
-                        tracing::warn!(task = id, step = %next, error = %e, "undo failed; retrying");
-                        let mut ch = Row::new();
-                        ch.insert("state".into(), Value::Object(t.state.clone()));
-                        ch.insert("wait_until".into(), json!(later(Duration::from_secs(2))));
-                        ch.insert("lease_until".into(), Value::Null);
-                        let mut tx = self.db.begin().await?;
-                        self.save(&mut tx, id, &ch).await?;
-                        tx.commit().await.map_err(cloudpods_db::DbError::from)?;
-                        return Ok(());
-                    }
-                    t.state.insert("__undo".into(), json!(pending));
-                    let mut ch = Row::new();
-                    ch.insert("state".into(), Value::Object(t.state.clone()));
-                    let mut tx = self.db.begin().await?;
-                    if !self.save(&mut tx, id, &ch).await? {
-                        return Ok(());
-                    }
-                    tx.commit().await.map_err(cloudpods_db::DbError::from)?;
-                    continue;
-                }
-                let reason = row.reason.clone();
-                t.current_step = failed.clone();
-                if let Err(e) = def.on_failure(&mut t, &failed, &reason).await {
-                    tracing::warn!(task = id, error = %e, "failure hook failed; retrying");
-                    return Err(e);
-                }
-                return self.finish(&row, &t, false, &reason).await;
-            }
-
-            if row.cancel_requested {
-                return self.enter_failing(&row, &t, &step, "cancelled").await;
-            }
-
-            // Run the step: a pending callback, finished subtasks, or the step itself.
-            let callback = Some(row.callback.clone()).filter(|v| !v.is_null());
-            let result = if let Some(data) = callback {
-                if data
-                    .get("__status__")
-                    .and_then(Value::as_str)
-                    .is_some_and(|s| !s.eq_ignore_ascii_case("ok"))
-                {
-                    let reason = data
-                        .get("__reason__")
-                        .map(|r| match r {
-                            Value::String(s) => s.clone(),
-                            other => other.to_string(),
-                        })
-                        .unwrap_or_else(|| "agent reported an error".into());
-                    Err(TaskError(reason))
-                } else {
-                    def.on_callback(&mut t, &step, data).await
-                }
-            } else if t.state.get("__waiting_subtasks").and_then(Value::as_str)
-                == Some(step.as_str())
-            {
-                let Some(results) = self.subtasks_finished(id, &step).await? else {
-                    // Woken early: park again until the children finish.
-                    let mut ch = Row::new();
-                    ch.insert("status".into(), json!("waiting_subtasks"));
-                    ch.insert("lease_until".into(), Value::Null);
-                    let mut tx = self.db.begin().await?;
-                    self.save(&mut tx, id, &ch).await?;
-                    tx.commit().await.map_err(cloudpods_db::DbError::from)?;
-                    return self.maybe_resume_parent(id, &step).await;
-                };
-                t.state.remove("__waiting_subtasks");
-                def.on_subtasks_done(&mut t, &step, results).await
+            let flow = if row.status == "failing" {
+                self.undo_next(def.as_ref(), &row, &mut t).await?
+            } else if row.cancel_requested {
+                self.enter_failing(&row, &t, &step, "cancelled").await?;
+                Flow::Parked
             } else {
-                let hooks = self.hooks.read().map(|h| h.clone()).unwrap_or_default();
-                let mut r = def.run_step(&mut t, &step).await;
-                if hooks.repeat_steps && r.is_ok() {
-                    t.children.clear();
-                    r = def.run_step(&mut t, &step).await;
+                match self.run_current(def.as_ref(), &row, &mut t, &step).await? {
+                    Some(result) => {
+                        self.after_step(def.as_ref(), &row, &mut t, &step, result)
+                            .await?
+                    }
+                    None => Flow::Parked,
                 }
-                if let Some((tn, st)) = &hooks.fail_at
-                    && *tn == name
-                    && *st == step
-                    && r.is_ok()
-                {
-                    r = Err(TaskError(format!("injected failure at {name}.{step}")));
-                }
-                r
             };
-
-            match result {
-                Err(e) => return self.enter_failing(&row, &t, &step, &e.0).await,
-                Ok(Step::Done) | Ok(Step::Finish) => {
-                    let finish = matches!(result, Ok(Step::Finish));
-                    let steps = def.steps();
-                    let next = steps
-                        .iter()
-                        .position(|x| *x == step)
-                        .and_then(|i| steps.get(i + 1))
-                        .copied();
-                    let mut done = done;
-                    if !done.contains(&step) {
-                        done.push(step.clone());
-                    }
-                    // Which node completed which step: shows after the fact
-                    // that every step completed once, and where.
-                    let mut trace = t
-                        .state
-                        .get("__trace")
-                        .and_then(Value::as_array)
-                        .cloned()
-                        .unwrap_or_default();
-                    trace.push(json!({"step": step, "node": self.node}));
-                    t.state.insert("__trace".into(), Value::Array(trace));
-                    match next.filter(|_| !finish) {
-                        Some(next) => {
-                            let mut ch = Row::new();
-                            ch.insert("stage".into(), json!(next));
-                            ch.insert("state".into(), Value::Object(t.state.clone()));
-                            ch.insert("done_steps".into(), json!(done));
-                            ch.insert("callback".into(), Value::Null);
-                            ch.insert("attempt".into(), json!(0));
-                            ch.insert(
-                                "progress".into(),
-                                json!(100.0 * done.len() as f64 / steps.len().max(1) as f64),
-                            );
-                            if !self.commit_step(id, &ch, &t).await? {
-                                return Ok(());
-                            }
-                        }
-                        None => {
-                            if let Err(e) = def.on_complete(&mut t).await {
-                                return self.enter_failing(&row, &t, &step, &e.0).await;
-                            }
-                            return self.finish(&row, &t, true, "").await;
-                        }
-                    }
-                }
-                Ok(Step::WaitCallback { timeout }) => {
-                    let mut ch = Row::new();
-                    ch.insert("state".into(), Value::Object(t.state.clone()));
-                    ch.insert("wait_until".into(), json!(later(timeout)));
-                    ch.insert("lease_until".into(), Value::Null);
-                    if !self.commit_step(id, &ch, &t).await? {
-                        return Ok(());
-                    }
-                    // A callback may already have arrived while we worked.
-                    let mut q = Sql::new(
-                        "UPDATE `tasks_tbl` SET `status` = CASE WHEN `callback` IS NULL THEN 'waiting' ELSE 'queued' END, `wait_until` = CASE WHEN `callback` IS NULL THEN `wait_until` ELSE NULL END, `lease_owner` = NULL WHERE `id` = ",
-                    );
-                    q.bind(id)
-                        .push(" AND `lease_owner` = ")
-                        .bind(self.node.as_str());
-                    q.query()?
-                        .execute(self.db.write())
-                        .await
-                        .map_err(cloudpods_db::DbError::from)?;
-                    self.wake();
-                    return Ok(());
-                }
-                Ok(Step::WaitSubtasks) => {
-                    t.state.insert("__waiting_subtasks".into(), json!(step));
-                    let mut ch = Row::new();
-                    ch.insert("state".into(), Value::Object(t.state.clone()));
-                    ch.insert("status".into(), json!("waiting_subtasks"));
-                    ch.insert("lease_until".into(), Value::Null);
-                    if !self.commit_step(id, &ch, &t).await? {
-                        return Ok(());
-                    }
-                    // Children may all be done already (or there were none).
-                    self.maybe_resume_parent(id, &step).await?;
-                    return Ok(());
-                }
-                Ok(Step::Retry(d)) => {
-                    let mut ch = Row::new();
-                    ch.insert("state".into(), Value::Object(t.state.clone()));
-                    ch.insert("wait_until".into(), json!(later(d)));
-                    ch.insert("lease_until".into(), Value::Null);
-                    ch.insert("status".into(), json!("queued"));
-                    self.commit_step(id, &ch, &t).await?;
-                    return Ok(());
-                }
+            if matches!(flow, Flow::Parked) {
+                return Ok(());
             }
         }
+    }
+
+    /// A failing task: undo the failed step, then every completed step,
+    /// newest first, committing the remaining list after each undo; then
+    /// the failure hook, and the task ends failed.
+    async fn undo_next(
+        self: &Arc<Self>,
+        def: &dyn TaskDef,
+        row: &TaskRow,
+        t: &mut TaskCtx,
+    ) -> Result<Flow, TaskError> {
+        let id = row.id.as_str();
+        // Undo the failed step, then every completed step, newest
+        // first; the remaining list is committed after each undo.
+        let mut pending: Vec<String> = t
+            .state
+            .get("__undo")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let failed = row.failed_step.clone();
+        if !pending.is_empty() {
+            let next = pending.remove(0);
+            t.current_step = next.clone();
+            if let Err(e) = def.undo_step(t, &next).await {
+                // An undo that cannot finish is retried, never skipped.
+                tracing::warn!(task = id, step = %next, error = %e, "undo failed; retrying");
+                let mut ch = Row::new();
+                ch.insert("state".into(), Value::Object(t.state.clone()));
+                ch.insert("wait_until".into(), json!(later(Duration::from_secs(2))));
+                ch.insert("lease_until".into(), Value::Null);
+                let mut tx = self.db.begin().await?;
+                self.save(&mut tx, id, &ch).await?;
+                tx.commit().await.map_err(cloudpods_db::DbError::from)?;
+                return Ok(Flow::Parked);
+            }
+            t.state.insert("__undo".into(), json!(pending));
+            let mut ch = Row::new();
+            ch.insert("state".into(), Value::Object(t.state.clone()));
+            let mut tx = self.db.begin().await?;
+            if !self.save(&mut tx, id, &ch).await? {
+                return Ok(Flow::Parked);
+            }
+            tx.commit().await.map_err(cloudpods_db::DbError::from)?;
+            return Ok(Flow::Again);
+        }
+        let reason = row.reason.clone();
+        t.current_step = failed.clone();
+        if let Err(e) = def.on_failure(t, &failed, &reason).await {
+            tracing::warn!(task = id, error = %e, "failure hook failed; retrying");
+            return Err(e);
+        }
+        self.finish(row, t, false, &reason).await?;
+        Ok(Flow::Parked)
+    }
+
+    /// Run the current step: a pending callback, finished subtasks, or the
+    /// step itself. `None`: woken early and parked again.
+    async fn run_current(
+        self: &Arc<Self>,
+        def: &dyn TaskDef,
+        row: &TaskRow,
+        t: &mut TaskCtx,
+        step: &str,
+    ) -> Result<Option<StepResult>, TaskError> {
+        let id = row.id.as_str();
+        let callback = Some(row.callback.clone()).filter(|v| !v.is_null());
+        let result = if let Some(data) = callback {
+            if data
+                .get("__status__")
+                .and_then(Value::as_str)
+                .is_some_and(|s| !s.eq_ignore_ascii_case("ok"))
+            {
+                let reason = data
+                    .get("__reason__")
+                    .map(|r| match r {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                    .unwrap_or_else(|| "agent reported an error".into());
+                Err(TaskError(reason))
+            } else {
+                def.on_callback(t, step, data).await
+            }
+        } else if t.state.get("__waiting_subtasks").and_then(Value::as_str) == Some(step) {
+            let Some(results) = self.subtasks_finished(id, step).await? else {
+                // Woken early: park again until the children finish.
+                let mut ch = Row::new();
+                ch.insert("status".into(), json!("waiting_subtasks"));
+                ch.insert("lease_until".into(), Value::Null);
+                let mut tx = self.db.begin().await?;
+                self.save(&mut tx, id, &ch).await?;
+                tx.commit().await.map_err(cloudpods_db::DbError::from)?;
+                self.maybe_resume_parent(id, step).await?;
+                return Ok(None);
+            };
+            t.state.remove("__waiting_subtasks");
+            def.on_subtasks_done(t, step, results).await
+        } else {
+            let hooks = self.hooks.read().map(|h| h.clone()).unwrap_or_default();
+            let mut r = def.run_step(t, step).await;
+            if hooks.repeat_steps && r.is_ok() {
+                t.children.clear();
+                r = def.run_step(t, step).await;
+            }
+            if let Some((tn, st)) = &hooks.fail_at
+                && *tn == row.task_name
+                && *st == step
+                && r.is_ok()
+            {
+                r = Err(TaskError(format!(
+                    "injected failure at {}.{step}",
+                    row.task_name
+                )));
+            }
+            r
+        };
+        Ok(Some(result))
+    }
+
+    /// Record what the step answered: the next step, a wait, a retry, or
+    /// the end of the task.
+    async fn after_step(
+        self: &Arc<Self>,
+        def: &dyn TaskDef,
+        row: &TaskRow,
+        t: &mut TaskCtx,
+        step: &str,
+        result: StepResult,
+    ) -> Result<Flow, TaskError> {
+        let id = row.id.as_str();
+        match result {
+            Err(e) => {
+                self.enter_failing(row, t, step, &e.0).await?;
+                return Ok(Flow::Parked);
+            }
+            Ok(Step::Done) | Ok(Step::Finish) => {
+                let finish = matches!(result, Ok(Step::Finish));
+                let steps = def.steps();
+                let next = steps
+                    .iter()
+                    .position(|x| *x == step)
+                    .and_then(|i| steps.get(i + 1))
+                    .copied();
+                let mut done = row.done_steps.clone();
+                if !done.iter().any(|d| d == step) {
+                    done.push(step.to_string());
+                }
+                // Which node completed which step: shows after the fact
+                // that every step completed once, and where.
+                let mut trace = t
+                    .state
+                    .get("__trace")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                trace.push(json!({"step": step, "node": self.node}));
+                t.state.insert("__trace".into(), Value::Array(trace));
+                match next.filter(|_| !finish) {
+                    Some(next) => {
+                        let mut ch = Row::new();
+                        ch.insert("stage".into(), json!(next));
+                        ch.insert("state".into(), Value::Object(t.state.clone()));
+                        ch.insert("done_steps".into(), json!(done));
+                        ch.insert("callback".into(), Value::Null);
+                        ch.insert("attempt".into(), json!(0));
+                        ch.insert(
+                            "progress".into(),
+                            json!(100.0 * done.len() as f64 / steps.len().max(1) as f64),
+                        );
+                        if !self.commit_step(id, &ch, t).await? {
+                            return Ok(Flow::Parked);
+                        }
+                    }
+                    None => {
+                        if let Err(e) = def.on_complete(t).await {
+                            self.enter_failing(row, t, step, &e.0).await?;
+                            return Ok(Flow::Parked);
+                        }
+                        self.finish(row, t, true, "").await?;
+                        return Ok(Flow::Parked);
+                    }
+                }
+            }
+            Ok(Step::WaitCallback { timeout }) => {
+                let mut ch = Row::new();
+                ch.insert("state".into(), Value::Object(t.state.clone()));
+                ch.insert("wait_until".into(), json!(later(timeout)));
+                ch.insert("lease_until".into(), Value::Null);
+                if !self.commit_step(id, &ch, t).await? {
+                    return Ok(Flow::Parked);
+                }
+                // A callback may already have arrived while we worked.
+                let mut q = Sql::new(
+                    "UPDATE `tasks_tbl` SET `status` = CASE WHEN `callback` IS NULL THEN 'waiting' ELSE 'queued' END, `wait_until` = CASE WHEN `callback` IS NULL THEN `wait_until` ELSE NULL END, `lease_owner` = NULL WHERE `id` = ",
+                );
+                q.bind(id)
+                    .push(" AND `lease_owner` = ")
+                    .bind(self.node.as_str());
+                q.query()?
+                    .execute(self.db.write())
+                    .await
+                    .map_err(cloudpods_db::DbError::from)?;
+                self.wake();
+                return Ok(Flow::Parked);
+            }
+            Ok(Step::WaitSubtasks) => {
+                t.state.insert("__waiting_subtasks".into(), json!(step));
+                let mut ch = Row::new();
+                ch.insert("state".into(), Value::Object(t.state.clone()));
+                ch.insert("status".into(), json!("waiting_subtasks"));
+                ch.insert("lease_until".into(), Value::Null);
+                if !self.commit_step(id, &ch, t).await? {
+                    return Ok(Flow::Parked);
+                }
+                // Children may all be done already (or there were none).
+                self.maybe_resume_parent(id, step).await?;
+                return Ok(Flow::Parked);
+            }
+            Ok(Step::Retry(d)) => {
+                let mut ch = Row::new();
+                ch.insert("state".into(), Value::Object(t.state.clone()));
+                ch.insert("wait_until".into(), json!(later(d)));
+                ch.insert("lease_until".into(), Value::Null);
+                ch.insert("status".into(), json!("queued"));
+                self.commit_step(id, &ch, t).await?;
+                return Ok(Flow::Parked);
+            }
+        }
+        Ok(Flow::Again)
     }
 
     /// Commit a step's changes and its spawned children atomically.

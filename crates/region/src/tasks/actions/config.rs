@@ -9,6 +9,74 @@ pub(super) async fn change_config(call: Call<'_>) -> Result<()> {
     require_status(obj, ACTION, &[status::READY])?;
     let gid = s(obj, "id");
     let (old_cpu, old_mem) = (i(obj, "vcpu_count"), i(obj, "vmem_size"));
+    let (cpu, mem, instance_type) = new_shape(region, ctx, obj, input).await?;
+    let existing = store::guest_disks(&region.db, std::slice::from_ref(&gid)).await?;
+    let mut plan = plan_disks(input, &existing)?;
+    if cpu == old_cpu && mem == old_mem && plan.resize.is_empty() && plan.add.is_empty() {
+        return Err(HttpError::input(
+            "nothing to change: give vcpu_count, vmem_size, sku or disks that differ from the current configuration",
+        ));
+    }
+    place_on_own_host(region, obj, cpu, mem, &mut plan).await?;
+    let DiskPlan {
+        resize,
+        add,
+        extra_storage,
+        ..
+    } = plan;
+
+    // Reserve: quota for the growth, the new sizes on the row (so the
+    // scheduler and quota see them at once), the task.
+    let mut more = crate::quota::nothing();
+    more.cpu = (cpu - old_cpu).max(0);
+    more.memory = (mem - old_mem).max(0);
+    more.storage = extra_storage;
+    let db = &region.db;
+    let mut tx = crate::quota::begin(db, &s(obj, "tenant_id")).await?;
+    if let Some(msg) = crate::quota::check(
+        db,
+        &mut tx,
+        &s(obj, "tenant_id"),
+        region.opts.default_quota,
+        &more,
+    )
+    .await?
+    {
+        return Err(HttpError::out_of_quota(msg));
+    }
+    guest_cas(
+        region,
+        &mut tx,
+        obj,
+        ACTION,
+        &[status::READY],
+        status::CHANGE_FLAVOR,
+    )
+    .await?;
+    let new = json!({"vcpu_count": cpu, "vmem_size": mem, "instance_type": instance_type});
+    let mut ch: Row = new.as_object().cloned().unwrap_or_default();
+    ch.insert("pending_storage".into(), json!(extra_storage));
+    ch.insert("fail_reason".into(), Value::Null);
+    crud::update(&mut *tx, &GUESTS, &gid, &ch).await?;
+    let params = json!({
+        "old": {"vcpu_count": old_cpu, "vmem_size": old_mem, "instance_type": s(obj, "instance_type")},
+        "new": new,
+        "resize": resize,
+        "add": add,
+        "auto_start": flag(input, "auto_start")?,
+    });
+    commit_action(region, tx, ctx, obj, "GuestChangeConfigTask", params).await
+}
+
+/// The vCPUs, memory (MB) and instance type asked for: explicit values
+/// win over a SKU's, both over the current ones; each within its range.
+async fn new_shape(
+    region: &Arc<Region>,
+    ctx: &Ctx,
+    obj: &Row,
+    input: &Object,
+) -> Result<(i64, i64, String)> {
+    let (old_cpu, old_mem) = (i(obj, "vcpu_count"), i(obj, "vmem_size"));
     let mut cpu = get_i64(input, "vcpu_count")?;
     let mut mem = match input.get("vmem_size") {
         None | Some(Value::Null) => None,
@@ -37,11 +105,22 @@ pub(super) async fn change_config(call: Call<'_>) -> Result<()> {
             "vmem_size must be between 64 MB and 4 TB, got {mem} MB"
         )));
     }
+    Ok((cpu, mem, instance_type))
+}
 
-    // Disks: a size for an existing index grows that disk, a new index adds
-    // a data disk on the guest's host.
+/// What change-config does to the disks: grow existing ones, add new ones
+/// (their storage chosen by the scheduler), and what that asks of storage.
+struct DiskPlan {
+    resize: Vec<Value>,
+    add: Vec<Value>,
+    extra_storage: i64,
+    sched_disks: Vec<SchedDisk>,
+}
+
+/// Disks: a size for an existing index grows that disk, a new index adds
+/// a data disk on the guest's host.
+fn plan_disks(input: &Object, existing: &[(Row, Row)]) -> Result<DiskPlan> {
     let (disks, _) = collect_configs(input).map_err(HttpError::input)?;
-    let existing = store::guest_disks(&region.db, std::slice::from_ref(&gid)).await?;
     let mut resize = Vec::new();
     let mut add = Vec::new();
     let mut extra_storage = 0i64;
@@ -113,14 +192,25 @@ pub(super) async fn change_config(call: Call<'_>) -> Result<()> {
     if existing.len() + add.len() > MAX_DISKS {
         return Err(HttpError::input(format!("at most {MAX_DISKS} disks")));
     }
-    if cpu == old_cpu && mem == old_mem && resize.is_empty() && add.is_empty() {
-        return Err(HttpError::input(
-            "nothing to change: give vcpu_count, vmem_size, sku or disks that differ from the current configuration",
-        ));
-    }
+    Ok(DiskPlan {
+        resize,
+        add,
+        extra_storage,
+        sched_disks,
+    })
+}
 
-    // The guest's own host must hold the new configuration (its present
-    // usage is not counted twice).
+/// The guest's own host must hold the new configuration (its present
+/// usage is not counted twice); the added disks get the storages the
+/// scheduler chose there.
+async fn place_on_own_host(
+    region: &Region,
+    obj: &Row,
+    cpu: i64,
+    mem: i64,
+    plan: &mut DiskPlan,
+) -> Result<()> {
+    let gid = s(obj, "id");
     let host_id = s(obj, "host_id");
     let host = crud::get(region.db.read(), &HOSTS, &host_id)
         .await?
@@ -131,7 +221,7 @@ pub(super) async fn change_config(call: Call<'_>) -> Result<()> {
         count: 1,
         vcpu_count: cpu,
         vmem_size: mem,
-        disks: sched_disks,
+        disks: std::mem::take(&mut plan.sched_disks),
         hypervisor: s(obj, "hypervisor"),
         prefer_host: host_id.clone(),
         project: s(obj, "tenant_id"),
@@ -155,10 +245,10 @@ pub(super) async fn change_config(call: Call<'_>) -> Result<()> {
             s(obj, "name")
         ))
     })?;
-    for (k, a) in add.iter_mut().enumerate() {
+    for (k, a) in plan.add.iter_mut().enumerate() {
         let storage = candidate
             .disks
-            .get(resize.len() + k)
+            .get(plan.resize.len() + k)
             .and_then(|d| d.storage_ids.first())
             .cloned()
             .ok_or_else(|| {
@@ -169,48 +259,7 @@ pub(super) async fn change_config(call: Call<'_>) -> Result<()> {
             })?;
         a["storage_id"] = json!(storage);
     }
-
-    // Reserve: quota for the growth, the new sizes on the row (so the
-    // scheduler and quota see them at once), the task.
-    let mut more = crate::quota::nothing();
-    more.cpu = (cpu - old_cpu).max(0);
-    more.memory = (mem - old_mem).max(0);
-    more.storage = extra_storage;
-    let db = &region.db;
-    let mut tx = crate::quota::begin(db, &s(obj, "tenant_id")).await?;
-    if let Some(msg) = crate::quota::check(
-        db,
-        &mut tx,
-        &s(obj, "tenant_id"),
-        region.opts.default_quota,
-        &more,
-    )
-    .await?
-    {
-        return Err(HttpError::out_of_quota(msg));
-    }
-    guest_cas(
-        region,
-        &mut tx,
-        obj,
-        ACTION,
-        &[status::READY],
-        status::CHANGE_FLAVOR,
-    )
-    .await?;
-    let new = json!({"vcpu_count": cpu, "vmem_size": mem, "instance_type": instance_type});
-    let mut ch: Row = new.as_object().cloned().unwrap_or_default();
-    ch.insert("pending_storage".into(), json!(extra_storage));
-    ch.insert("fail_reason".into(), Value::Null);
-    crud::update(&mut *tx, &GUESTS, &gid, &ch).await?;
-    let params = json!({
-        "old": {"vcpu_count": old_cpu, "vmem_size": old_mem, "instance_type": s(obj, "instance_type")},
-        "new": new,
-        "resize": resize,
-        "add": add,
-        "auto_start": flag(input, "auto_start")?,
-    });
-    commit_action(region, tx, ctx, obj, "GuestChangeConfigTask", params).await
+    Ok(())
 }
 
 /// Change vCPUs, memory and disks of a stopped guest.
