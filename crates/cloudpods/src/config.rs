@@ -30,6 +30,7 @@ pub struct Config {
     pub region: RegionConfig,
     pub scheduler: SchedulerConfig,
     pub glance: GlanceConfig,
+    pub apigateway: ApigatewayConfig,
     /// Where a stand-alone service finds keystone and its credentials.
     pub auth: AuthConfig,
 }
@@ -132,6 +133,29 @@ impl StrList {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
+pub struct ApigatewayConfig {
+    pub port: u16,
+    /// Base64 of the 32-byte key sessions are sealed under. Every gateway
+    /// of a deployment needs the same key; empty = `<data_dir>/apigateway.key`
+    /// (made on first start).
+    pub cookie_key: String,
+    /// Mark session cookies `Secure` even when requests do not say they
+    /// came over TLS (`X-Forwarded-Proto`).
+    pub secure_cookies: bool,
+}
+
+impl Default for ApigatewayConfig {
+    fn default() -> Self {
+        ApigatewayConfig {
+            port: 30300,
+            cookie_key: String::new(),
+            secure_cookies: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct GlanceConfig {
     pub port: u16,
     /// Image files (and S3 staging); empty = `<data_dir>/images`.
@@ -221,6 +245,7 @@ impl Default for Config {
             region: RegionConfig::default(),
             scheduler: SchedulerConfig::default(),
             glance: GlanceConfig::default(),
+            apigateway: ApigatewayConfig::default(),
             auth: AuthConfig::default(),
         }
     }
@@ -273,6 +298,9 @@ pub struct Overrides {
     /// Image service (glance) port (0 = any free port).
     #[arg(long, global = true)]
     pub glance_port: Option<u16>,
+    /// API gateway and web console port (0 = any free port).
+    #[arg(long, global = true)]
+    pub apigateway_port: Option<u16>,
     /// Log filter.
     #[arg(long, global = true)]
     pub log: Option<String>,
@@ -316,6 +344,9 @@ impl Config {
         }
         if let Some(v) = o.glance_port {
             c.glance.port = v;
+        }
+        if let Some(v) = o.apigateway_port {
+            c.apigateway.port = v;
         }
         if let Some(v) = &o.log {
             c.log = v.clone();

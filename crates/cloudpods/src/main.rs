@@ -67,6 +67,12 @@ enum Command {
         #[arg(long)]
         ready_file: Option<PathBuf>,
     },
+    /// The API gateway and web console alone (stateless: any number behind
+    /// a load balancer, sharing `[apigateway] cookie_key`).
+    Apigateway {
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
+    },
     /// The host agent (registers with the region, runs guests).
     Host {
         #[command(flatten)]
@@ -153,6 +159,9 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Glance { ready_file } => {
                 run::run(cfg, &[run::Role::Glance], ready_file, None).await
+            }
+            Command::Apigateway { ready_file } => {
+                run::run(cfg, &[run::Role::Apigateway], ready_file, None).await
             }
             Command::Host { args, ready_file } => hostcmd::run(cfg, args, ready_file).await,
             Command::FernetRotate => run::fernet_rotate(cfg).await,

@@ -21,6 +21,7 @@ pub enum Role {
     Region,
     Scheduler,
     Glance,
+    Apigateway,
 }
 
 impl Role {
@@ -30,12 +31,19 @@ impl Role {
             Role::Region => "region",
             Role::Scheduler => "scheduler",
             Role::Glance => "glance",
+            Role::Apigateway => "apigateway",
         }
     }
 }
 
 /// Every service that exists, for all-in-one.
-pub const ALL: &[Role] = &[Role::Keystone, Role::Region, Role::Scheduler, Role::Glance];
+pub const ALL: &[Role] = &[
+    Role::Keystone,
+    Role::Region,
+    Role::Scheduler,
+    Role::Glance,
+    Role::Apigateway,
+];
 
 /// One listening service.
 pub struct Running {
@@ -354,6 +362,36 @@ pub async fn start(cfg: &Config, roles: &[Role]) -> anyhow::Result<Started> {
             url,
         });
     }
+
+    if roles.contains(&Role::Apigateway) {
+        let verifier: Arc<dyn TokenVerifier> = match &keystone {
+            Some(ks) => ks.clone(),
+            None => remote_verifier(cfg).await?,
+        };
+        let keystone_url = match running.iter().find(|r| r.role == Role::Keystone) {
+            Some(k) => k.url.clone(),
+            None => cfg.auth.auth_url.clone(),
+        };
+        let opts = cloudpods_apigateway::GatewayOptions {
+            keystone_url,
+            region_id: cfg.region_id.clone(),
+            cookie_key: gateway_key(cfg)?,
+            secure_cookies: cfg.apigateway.secure_cookies,
+            resources: gateway_resources(),
+        };
+        let http = reqwest::Client::builder()
+            .build()
+            .context("building the gateway's HTTP client")?;
+        let gw = cloudpods_apigateway::Gateway::new(opts, verifier, http)
+            .map_err(|e| anyhow::anyhow!("starting the API gateway: {e}"))?;
+        let (listener, port) = listen(cfg, cfg.apigateway.port).await?;
+        let url = format!("http://{host}:{port}");
+        tasks.push(serve(listener, cloudpods_apigateway::router(gw), &shutdown));
+        running.push(Running {
+            role: Role::Apigateway,
+            url,
+        });
+    }
     Ok(Started {
         running,
         admin_password,
@@ -364,6 +402,71 @@ pub async fn start(cfg: &Config, roles: &[Role]) -> anyhow::Result<Started> {
         shutdown,
         tasks,
     })
+}
+
+/// The key the gateway seals sessions under: `[apigateway] cookie_key`
+/// (base64 of 32 bytes), else `<data_dir>/apigateway.key`, made once.
+fn gateway_key(cfg: &Config) -> anyhow::Result<[u8; 32]> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let decode = |s: &str, from: &str| -> anyhow::Result<[u8; 32]> {
+        let raw = b64
+            .decode(s.trim())
+            .with_context(|| format!("{from}: not base64"))?;
+        raw.try_into()
+            .map_err(|_| anyhow::anyhow!("{from}: the key must be 32 bytes"))
+    };
+    if !cfg.apigateway.cookie_key.is_empty() {
+        return decode(&cfg.apigateway.cookie_key, "[apigateway] cookie_key");
+    }
+    let path = cfg.data_dir.join("apigateway.key");
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        return decode(&s, &path.display().to_string());
+    }
+    std::fs::create_dir_all(&cfg.data_dir)?;
+    let key: [u8; 32] = rand::random();
+    write_private(&path, &b64.encode(key))?;
+    Ok(key)
+}
+
+/// What the gateway routes: every resource of every service, with the
+/// scopes it is read and managed at.
+fn gateway_resources() -> Vec<cloudpods_apigateway::ResourceInfo> {
+    let mut descs = cloudpods_keystone::tables();
+    descs.extend(cloudpods_region::tables());
+    descs.extend(cloudpods_glance::models::all());
+    let mut out: Vec<_> = descs
+        .into_iter()
+        .map(|d| cloudpods_apigateway::ResourceInfo {
+            plural: d.plural.to_string(),
+            keyword: d.keyword.to_string(),
+            service: d.service.to_string(),
+            read_scope: d.read_scope,
+            manage_scope: d.manage_scope,
+        })
+        .collect();
+    // Routes that are not tables of their own.
+    let extra =
+        |plural: &str, keyword: &str, service: &str, manage| cloudpods_apigateway::ResourceInfo {
+            plural: plural.into(),
+            keyword: keyword.into(),
+            service: service.into(),
+            read_scope: cloudpods_rbac::Scope::Project,
+            manage_scope: manage,
+        };
+    out.push(extra(
+        "role_assignments",
+        "role_assignment",
+        "identity",
+        cloudpods_rbac::Scope::Domain,
+    ));
+    out.push(extra(
+        "usages",
+        "usage",
+        "compute",
+        cloudpods_rbac::Scope::System,
+    ));
+    out
 }
 
 /// Register a service's public, internal and admin endpoints.

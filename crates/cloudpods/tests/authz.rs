@@ -576,6 +576,26 @@ fn table() -> Table {
     t.add(a, "/disks/image_cache", GET, Agent);
     // Liveness of the agent: reveals nothing.
     t.add(a, "/ping", GET, Probe);
+
+    // --- apigateway (crates/apigateway/src/lib.rs) ------------------------
+    let gw = "apigateway";
+    // The login page's bootstrap, and the login itself (refused without a
+    // body, never a server error).
+    t.add(gw, "/api/v1/auth/regions", GET, Public);
+    t.add(gw, "/api/v1/auth/login", POST, Probe);
+    // Logging out ends one's own session only.
+    t.add(gw, "/api/v1/auth/logout", GET_POST, Probe);
+    t.add(gw, "/api/v1/auth/user", GET, Authenticated);
+    t.add(gw, "/api/v1/auth/permissions", GET_POST, Authenticated);
+    t.add(gw, "/api/v1/auth/scoped_resources", GET, Authenticated);
+    // Everything else is forwarded with the caller's token: the services'
+    // rules apply (here to A's server).
+    t.add(
+        gw,
+        "/api/{*rest}",
+        &["GET", "POST", "PUT", "PATCH", "DELETE"],
+        MEMBER_WRITES,
+    );
     t
 }
 
@@ -750,10 +770,11 @@ fn read_doc(service: &'static str, doc: &Value, docs: &mut Docs) {
     }
 }
 
-/// The agent's routes, read from its router so a new one needs an entry.
-fn agent_routes() -> BTreeSet<Route> {
-    let src_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../host/src/agent.rs");
-    let src = std::fs::read_to_string(&src_path).expect("agent.rs");
+/// The routes of an axum router (the host agent's, the gateway's), read
+/// from its source so a new one needs an entry.
+fn router_routes(service: &'static str, rel: &str) -> BTreeSet<Route> {
+    let src_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+    let src = std::fs::read_to_string(&src_path).expect("router source");
     let mut out = BTreeSet::new();
     for chunk in src.split(".route(").skip(1) {
         let Some(start) = chunk.find('"') else {
@@ -773,17 +794,22 @@ fn agent_routes() -> BTreeSet<Route> {
             .min()
             .unwrap_or(after.len());
         let after = &after[..stop];
-        for m in ["get", "post", "put", "delete", "patch"] {
+        for m in ["get", "post", "put", "delete", "patch", "any"] {
             // `get(handler)` or `.post(handler)` chained on the same route.
             let hit = after.find(&format!("{m}(")).is_some_and(|i| {
                 i == 0
                     || !after.as_bytes()[i - 1].is_ascii_alphanumeric()
                         && after.as_bytes()[i - 1] != b'_'
             });
-            if hit {
+            let methods: &[&str] = if m == "any" {
+                &["GET", "POST", "PUT", "PATCH", "DELETE"]
+            } else {
+                &[m]
+            };
+            for method in methods.iter().filter(|_| hit) {
                 out.insert(Route {
-                    service: "agent",
-                    method: m.to_ascii_uppercase(),
+                    service,
+                    method: method.to_ascii_uppercase(),
                     template: template.clone(),
                 });
             }
@@ -1092,6 +1118,7 @@ async fn setup() -> World {
     bases.insert("scheduler", t.sched.clone());
     bases.insert("glance", gl.trim_end_matches("/v1").to_string());
     bases.insert("agent", t.agent.clone());
+    bases.insert("apigateway", t.p.gateway_url());
 
     // --- what each outsider must not see.
     let a_objects: Vec<(String, String)> = targets
@@ -1290,6 +1317,21 @@ fn concretize(w: &World, docs: &Docs, route: &Route, rule: Rule) -> Vec<Req> {
             }
             ("region", "id") if before == "domains" => vec![("default".into(), String::new())],
             ("scheduler", "id" | "host_id") => vec![(w.t.host_id.clone(), String::new())],
+            // The gateway forwards with the caller's token: A's server
+            // through the resource proxy and the backend proxy.
+            ("apigateway", "*rest") => {
+                in_a = true;
+                vec![
+                    (
+                        format!("v2/servers/{}", w.server_a),
+                        "resource proxy".into(),
+                    ),
+                    (
+                        format!("s/compute_v2/servers/{}", w.server_a),
+                        "backend proxy".into(),
+                    ),
+                ]
+            }
             ("scheduler", "session") => vec![("authz-no-such-session".into(), String::new())],
             (_, _) => {
                 let plural = if route.template.ends_with("/{id}")
@@ -1695,6 +1737,8 @@ async fn read_target(w: &World, service: &str, url: &str) -> Resp {
 /// a wrongly allowed delete hides as little as possible.
 fn phase(r: &Req) -> u8 {
     match (r.route.service, r.route.method.as_str()) {
+        // Logging out revokes the caller's token: after everything else.
+        ("apigateway", _) if r.route.template.ends_with("/logout") => 4,
         ("agent", _) => 3,
         (_, "GET" | "HEAD") => 0,
         (_, "DELETE") => 2,
@@ -1717,7 +1761,10 @@ async fn every_route_refuses_the_wrong_identities() {
         assert_eq!(r.status, 200, "{url}: {r:?}");
         read_doc(service, &r.body, &mut docs);
     }
-    docs.routes.extend(agent_routes());
+    docs.routes
+        .extend(router_routes("agent", "../host/src/agent.rs"));
+    docs.routes
+        .extend(router_routes("apigateway", "../apigateway/src/lib.rs"));
 
     // Coverage: every documented route has an entry, every entry a route.
     let table = table();

@@ -49,6 +49,33 @@ impl Identity {
 static DEFAULT_GRANTS: std::sync::LazyLock<cloudpods_rbac::PolicyBlob> =
     std::sync::LazyLock::new(cloudpods_rbac::default_grants);
 
+/// Highest scope at which `identity` may do `action` on `resource` of
+/// `service` by its policies (what [`Ctx::max_scope`] answers; also the
+/// gateway's `/auth/permissions`).
+pub fn allowed_scope(
+    identity: &Identity,
+    service: &str,
+    resource: &str,
+    action: &str,
+    extra: Option<&str>,
+) -> Option<Scope> {
+    let mut req = PolicyRequest::new(service, resource, action);
+    if let Some(e) = extra {
+        req = req.with_extra(e);
+    }
+    let granted = identity.policies.max_allowed_scope(&req);
+    // Default grants apply to everyone at project scope.
+    if granted.is_none() && DEFAULT_GRANTS.allows(&req) {
+        return Some(Scope::Project);
+    }
+    // A project-scope grant needs a project; a domain-scoped token acts
+    // at domain scope only when a domain policy grants it.
+    match granted {
+        Some(Scope::Project) if !identity.is_project_scoped() => None,
+        g => g,
+    }
+}
+
 /// The per-request context handed to every handler.
 #[derive(Debug, Clone)]
 pub struct Ctx {
@@ -72,21 +99,7 @@ impl Ctx {
 
     /// Highest scope at which the caller may do `action` on `resource`.
     pub fn max_scope(&self, resource: &str, action: &str, extra: Option<&str>) -> Option<Scope> {
-        let mut req = PolicyRequest::new(self.service, resource, action);
-        if let Some(e) = extra {
-            req = req.with_extra(e);
-        }
-        let granted = self.identity.policies.max_allowed_scope(&req);
-        // Default grants apply to everyone at project scope.
-        if granted.is_none() && DEFAULT_GRANTS.allows(&req) {
-            return Some(Scope::Project);
-        }
-        // A project-scope grant needs a project; a domain-scoped token acts
-        // at domain scope only when a domain policy grants it.
-        match granted {
-            Some(Scope::Project) if !self.identity.is_project_scoped() => None,
-            g => g,
-        }
+        allowed_scope(&self.identity, self.service, resource, action, extra)
     }
 
     /// Highest scope at which the caller may do `action` on rows of `desc`:

@@ -118,6 +118,8 @@ impl Platform {
             "0".into(),
             "--glance-port".into(),
             "0".into(),
+            "--apigateway-port".into(),
+            "0".into(),
             "--admin-password".into(),
             "Test-Admin-Pw1".into(),
             "--log".into(),
@@ -722,6 +724,10 @@ impl Platform {
     }
 
     /// The image service's base URL (ends in `/v1`).
+    pub fn gateway_url(&self) -> String {
+        self.service_url("apigateway")
+    }
+
     pub fn glance_url(&self) -> String {
         self.service_url("glance")
     }
