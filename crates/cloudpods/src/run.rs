@@ -628,20 +628,23 @@ pub async fn run(
         env!("CARGO_PKG_VERSION"),
         started.running.len()
     );
-    println!("  data dir:  {}", cfg.data_dir.display());
-    println!("  database:  {}", redact(&cfg.database_url()));
+    println!("  data dir:   {}", cfg.data_dir.display());
+    println!("  database:   {}", redact(&cfg.database_url()));
     for r in &started.running {
-        println!("  {:<10} {}", format!("{}:", r.role.name()), r.url);
+        println!("  {:<11} {}", format!("{}:", r.role.name()), r.url);
+        if r.role == Role::Apigateway {
+            println!("  console:    {}/", r.url);
+        }
     }
     match &admin_password {
         Some(pw) => println!(
-            "  admin:     {} / {pw}  (project {}; credentials in {})",
+            "  admin:      {} / {pw}  (project {}; credentials in {})",
             bootstrap::ADMIN_USER,
             bootstrap::SYSTEM_PROJECT,
             rc_path.display()
         ),
         None if keystone_url.is_some() => println!(
-            "  admin:     {} (password unchanged; see {})",
+            "  admin:      {} (password unchanged; see {})",
             bootstrap::ADMIN_USER,
             rc_path.display()
         ),
