@@ -56,6 +56,13 @@ pub async fn asset(uri: Uri) -> Response {
     resp
 }
 
+/// Every embedded file and its bytes (for `cloudpods bench apigateway`).
+pub fn files() -> Vec<(String, Vec<u8>)> {
+    Assets::iter()
+        .filter_map(|p| Assets::get(&p).map(|f| (p.to_string(), f.data.into_owned())))
+        .collect()
+}
+
 fn content_type(path: &str) -> &'static str {
     match path.rsplit('.').next().unwrap_or_default() {
         "html" => "text/html; charset=utf-8",

@@ -36,7 +36,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-fn stats_ms(mut samples: Vec<f64>) -> Value {
+pub(crate) fn stats_ms(mut samples: Vec<f64>) -> Value {
     samples.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     json!({
         "n": samples.len(),
@@ -368,7 +368,7 @@ pub async fn identity(args: IdentityArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn tempfile_dir() -> anyhow::Result<PathBuf> {
+pub(crate) fn tempfile_dir() -> anyhow::Result<PathBuf> {
     let p = std::env::temp_dir().join(format!(
         "cloudpods-bench-{}-{}",
         std::process::id(),
@@ -431,30 +431,11 @@ impl cloudpods_taskman::TaskDef for NoopTask {
     }
 }
 
-pub async fn region(args: RegionArgs) -> anyhow::Result<()> {
-    use cloudpods_region::models::{DISKS, GUESTDISKS, GUESTNETWORKS, GUESTS, HOSTS, NETWORKS};
-    let client = reqwest::Client::builder().build()?;
-    let mut results = serde_json::Map::new();
-    let dir = tempfile_dir()?;
-    let cfg = Config {
-        data_dir: dir.join("data"),
-        database: args.database.clone().unwrap_or_default(),
-        admin_password: "Bench-Admin-1".into(),
-        log: "warn".into(),
-        keystone: crate::config::KeystoneConfig {
-            port: 0,
-            ..Default::default()
-        },
-        region: crate::config::RegionConfig {
-            port: 0,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let started = run::start(&cfg, &[Role::Keystone, Role::Region]).await?;
-    let ks_url = started.url(Role::Keystone).unwrap_or_default().to_string();
-    let region_url = started.url(Role::Region).unwrap_or_default().to_string();
-    let db = started.db.clone();
+/// sysadmin's token (project system) and the system project's id.
+pub(crate) async fn admin_token(
+    client: &reqwest::Client,
+    ks_url: &str,
+) -> anyhow::Result<(String, String)> {
     let body = json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "sysadmin", "password": "Bench-Admin-1"}}},
                                 "scope": {"project": {"name": "system", "domain": {"id": "default"}}}}});
     let r = client
@@ -468,14 +449,25 @@ pub async fn region(args: RegionArgs) -> anyhow::Result<()> {
         .and_then(|v| v.to_str().ok())
         .context("no token")?
         .to_string();
-    let project_id = r.json::<Value>().await?["token"]["project"]["id"]
+    let project_id: String = r.json::<Value>().await?["token"]["project"]["id"]
         .as_str()
         .unwrap_or_default()
         .to_string();
 
+    Ok((token, project_id))
+}
+
+/// Seed `servers` running servers in `project_id`: one host, one storage,
+/// a /15 network, and per server one NIC and one disk, so that details do
+/// the same joins as in production.
+pub(crate) async fn seed_servers(
+    db: &cloudpods_db::Db,
+    project_id: &str,
+    servers: usize,
+) -> anyhow::Result<()> {
+    use cloudpods_region::models::{DISKS, GUESTDISKS, GUESTNETWORKS, GUESTS, HOSTS, NETWORKS};
     // Seed: one host, one storage, a /15 network, and per server one NIC and
     // one disk, so that details do the same joins as in production.
-    let t0 = Instant::now();
     let mut host = json!({"name": "bench-host", "zone_id": "z", "host_status": "online", "status": "running",
                           "cpu_count": 100000, "mem_size": 100000000, "manager_uri": "http://127.0.0.1:9"})
     .as_object()
@@ -493,7 +485,7 @@ pub async fn region(args: RegionArgs) -> anyhow::Result<()> {
     crud::insert(db.write(), &NETWORKS, &net).await?;
     let net_id = net["id"].as_str().unwrap_or_default().to_string();
     let mut batch: (Vec<Row>, Vec<Row>, Vec<Row>, Vec<Row>) = Default::default();
-    for i in 0..args.servers {
+    for i in 0..servers {
         let mut g = json!({"name": format!("bench-{i:06}"), "tenant_id": project_id, "domain_id": "default",
                            "status": "running", "vcpu_count": 1, "vmem_size": 1024, "host_id": host_id,
                            "hypervisor": "kvm", "power_states": "on"})
@@ -525,7 +517,7 @@ pub async fn region(args: RegionArgs) -> anyhow::Result<()> {
         batch.1.push(n);
         batch.2.push(d);
         batch.3.push(gd);
-        if batch.0.len() == 500 || i + 1 == args.servers {
+        if batch.0.len() == 500 || i + 1 == servers {
             let mut tx = db.begin().await?;
             for (desc, rows) in [
                 (&*GUESTS, &batch.0),
@@ -542,6 +534,35 @@ pub async fn region(args: RegionArgs) -> anyhow::Result<()> {
             batch = Default::default();
         }
     }
+    Ok(())
+}
+
+pub async fn region(args: RegionArgs) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder().build()?;
+    let mut results = serde_json::Map::new();
+    let dir = tempfile_dir()?;
+    let cfg = Config {
+        data_dir: dir.join("data"),
+        database: args.database.clone().unwrap_or_default(),
+        admin_password: "Bench-Admin-1".into(),
+        log: "warn".into(),
+        keystone: crate::config::KeystoneConfig {
+            port: 0,
+            ..Default::default()
+        },
+        region: crate::config::RegionConfig {
+            port: 0,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let started = run::start(&cfg, &[Role::Keystone, Role::Region]).await?;
+    let ks_url = started.url(Role::Keystone).unwrap_or_default().to_string();
+    let region_url = started.url(Role::Region).unwrap_or_default().to_string();
+    let db = started.db.clone();
+    let (token, project_id) = admin_token(&client, &ks_url).await?;
+    let t0 = Instant::now();
+    seed_servers(&db, &project_id, args.servers).await?;
     println!(
         "seeded {} servers (+ NICs, disks) in {:.1} s",
         args.servers,

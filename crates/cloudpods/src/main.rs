@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_cloud;
+mod bench_gateway;
 mod bench_glance;
 mod bench_host;
 mod bench_sched;
@@ -105,6 +106,9 @@ enum BenchKind {
     Cloud(bench_cloud::CloudArgs),
     /// Image upload/download throughput next to `cp` of the same file.
     Glance(bench_glance::GlanceArgs),
+    /// The gateway's overhead per call, a servers page through it, the
+    /// console's first load and bundle size.
+    Apigateway(bench_gateway::GatewayArgs),
 }
 
 fn init_logging(filter: &str) {
@@ -171,6 +175,7 @@ fn main() -> anyhow::Result<()> {
             Command::Bench(BenchKind::Host(args)) => bench_host::host(args).await,
             Command::Bench(BenchKind::Cloud(args)) => bench_cloud::cloud(args).await,
             Command::Bench(BenchKind::Glance(args)) => bench_glance::glance(args).await,
+            Command::Bench(BenchKind::Apigateway(args)) => bench_gateway::apigateway(args).await,
             Command::Version => {
                 println!("cloudpods-rs {}", env!("CARGO_PKG_VERSION"));
                 Ok(())
