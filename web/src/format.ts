@@ -29,10 +29,11 @@ export function time(s: unknown): string {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`
 }
 
-/** Statuses that end by themselves: lists poll while a row is in one. */
+/** Statuses that stay until something acts: lists poll while a row is in any
+ *  other (`init` is not one: a new guest is `init` until it is scheduled). */
 const STABLE = new Set([
   'running', 'ready', 'active', 'available', 'enabled', 'disabled', 'online', 'offline', 'connected', 'disconnected',
-  'complete', 'failed', 'idle', 'normal', 'unknown', 'crashed', 'deleted', 'killed', 'init', 'ok', 'inactive', '',
+  'complete', 'failed', 'idle', 'normal', 'unknown', 'crashed', 'deleted', 'killed', 'ok', 'inactive', '',
 ])
 export function isTransitional(status: unknown): boolean {
   if (typeof status !== 'string') return false

@@ -235,7 +235,7 @@ export interface UploadHandle {
 export function uploadImage(file: File, meta: Record<string, string>, onProgress: (loaded: number, total: number) => void): UploadHandle {
   const xhr = new XMLHttpRequest()
   const promise = new Promise<Obj>((resolve, reject) => {
-    xhr.open('POST', '/api/s/image/v1/images')
+    xhr.open('POST', '/api/s/image/images')
     xhr.withCredentials = true
     xhr.setRequestHeader('X-Requested-With', 'XMLHttpRequest')
     xhr.setRequestHeader('Content-Type', 'application/octet-stream')

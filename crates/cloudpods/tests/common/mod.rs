@@ -723,11 +723,12 @@ impl Platform {
         self.service_url("scheduler")
     }
 
-    /// The image service's base URL (ends in `/v1`).
+    /// The API gateway's base URL (it serves the web console at `/`).
     pub fn gateway_url(&self) -> String {
         self.service_url("apigateway")
     }
 
+    /// The image service's base URL (ends in `/v1`).
     pub fn glance_url(&self) -> String {
         self.service_url("glance")
     }
