@@ -21,9 +21,15 @@ export default defineConfig({
       },
     },
   },
+  // noVNC (core/util/browser.js) uses a top-level await; every browser
+  // that runs this ES-module build has it (Chrome 89, Firefox 89, Safari 15).
+  esbuild: { supported: { 'top-level-await': true } },
+  optimizeDeps: { esbuildOptions: { supported: { 'top-level-await': true } } },
   server: {
     proxy: {
       '/api': { target: 'http://127.0.0.1:30300', changeOrigin: false, ws: true },
+      // The console WebSockets (VNC and serial).
+      '/websockify': { target: 'ws://127.0.0.1:30300', changeOrigin: false, ws: true },
     },
   },
 })

@@ -1,12 +1,15 @@
 // Serve web/dist as the gateway does (same headers, index.html for every
 // path that is not a file) and pass /api/* to a running gateway unchanged
-// (Host kept, so its same-origin checks see one origin). For running the
+// (Host kept, so its same-origin checks see one origin), and WebSocket
+// upgrades of /websockify (the VM consoles) and /api/* likewise. For running the
 // browser test against a dist/ newer than the one embedded in the binary:
 //
 //   GATEWAY=http://127.0.0.1:30300 PORT=30400 node web/e2e/serve-dist.mjs
 //   CONSOLE_URL=http://127.0.0.1:30400 … node web/e2e/console.mjs
+//   CONSOLE_URL=http://127.0.0.1:30400 … node web/e2e/vm-console.mjs
 
 import http from 'node:http'
+import net from 'node:net'
 import { readFile } from 'node:fs/promises'
 import { dirname, join, normalize } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -50,5 +53,25 @@ const server = http.createServer(async (req, res) => {
     'referrer-policy': 'same-origin',
   })
   res.end(body)
+})
+// WebSocket upgrades: the request as it came, then bytes both ways.
+server.on('upgrade', (req, socket, head) => {
+  const path = new URL(req.url, 'http://x').pathname
+  if (path !== '/websockify' && !path.startsWith('/api/')) {
+    socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n')
+    return
+  }
+  const up = net.connect(Number(GATEWAY.port || 80), GATEWAY.hostname, () => {
+    let lines = `${req.method} ${req.url} HTTP/1.1\r\n`
+    for (let i = 0; i < req.rawHeaders.length; i += 2) lines += `${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}\r\n`
+    up.write(lines + '\r\n')
+    if (head && head.length) up.write(head)
+    socket.pipe(up)
+    up.pipe(socket)
+  })
+  up.on('error', () => socket.destroy())
+  socket.on('error', () => up.destroy())
+  up.on('close', () => socket.destroy())
+  socket.on('close', () => up.destroy())
 })
 server.listen(PORT, '127.0.0.1', () => console.log(`dist on http://127.0.0.1:${PORT}, /api → ${GATEWAY.origin}`))
