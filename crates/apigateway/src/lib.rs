@@ -14,6 +14,7 @@ pub mod error;
 pub mod proxy;
 pub mod session;
 pub mod web;
+pub mod webconsole;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -248,6 +249,14 @@ pub fn check_same_origin(method: &Method, headers: &HeaderMap) -> Result<()> {
     {
         return Err(GatewayError::CrossSite(format!("Sec-Fetch-Site: {site}")));
     }
+    check_origin(headers)
+}
+
+/// A browser's `Origin`, when it sends one, is this gateway. (WebSocket
+/// upgrades are GETs that browsers send cross-site with cookies; this is
+/// their check.)
+pub fn check_origin(headers: &HeaderMap) -> Result<()> {
+    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
     if let Some(origin) = h("origin").filter(|o| *o != "null") {
         let host = h("x-forwarded-host")
             .or_else(|| h("host"))
@@ -274,6 +283,9 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             get(auth::permissions).post(auth::permissions),
         )
         .route("/api/v1/auth/scoped_resources", get(auth::scoped_resources))
+        .route("/api/v1/webconsole/server/{id}", post(webconsole::open))
+        .route("/websockify", get(webconsole::websockify))
+        .route("/websockify/", get(webconsole::websockify))
         .route("/api/{*rest}", any(proxy::api))
         .fallback(web::asset)
         .with_state(gw)

@@ -11,6 +11,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -48,6 +49,22 @@ impl Sealer {
     }
 
     pub fn seal(&self, data: &SessionData) -> Result<String> {
+        self.seal_as(AAD, data)
+    }
+
+    /// Open a sealed session; any tampering, another key or a past expiry
+    /// is [`GatewayError::BadSession`].
+    pub fn open(&self, sealed: &str, now: i64) -> Result<SessionData> {
+        let data: SessionData = self.open_as(AAD, sealed)?;
+        if data.expires <= now {
+            return Err(GatewayError::BadSession);
+        }
+        Ok(data)
+    }
+
+    /// Seal `data` for the purpose `aad` names (a sealed value of one
+    /// purpose does not open as another's).
+    pub fn seal_as<T: Serialize>(&self, aad: &'static [u8], data: &T) -> Result<String> {
         let mut nonce = [0u8; NONCE_LEN];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
             .map_err(|_| GatewayError::Internal("no randomness for a nonce".into()))?;
@@ -56,18 +73,17 @@ impl Sealer {
         self.key
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(AAD),
+                Aad::from(aad),
                 &mut buf,
             )
-            .map_err(|_| GatewayError::Internal("sealing the session failed".into()))?;
+            .map_err(|_| GatewayError::Internal("sealing failed".into()))?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&buf);
         Ok(URL_SAFE_NO_PAD.encode(out))
     }
 
-    /// Open a sealed session; any tampering, another key or a past expiry
-    /// is [`GatewayError::BadSession`].
-    pub fn open(&self, sealed: &str, now: i64) -> Result<SessionData> {
+    /// Open what [`Sealer::seal_as`] sealed for `aad`.
+    pub fn open_as<T: DeserializeOwned>(&self, aad: &'static [u8], sealed: &str) -> Result<T> {
         let raw = URL_SAFE_NO_PAD
             .decode(sealed.trim())
             .map_err(|_| GatewayError::BadSession)?;
@@ -80,14 +96,9 @@ impl Sealer {
         let mut buf = rest.to_vec();
         let plain = self
             .key
-            .open_in_place(nonce, Aad::from(AAD), &mut buf)
+            .open_in_place(nonce, Aad::from(aad), &mut buf)
             .map_err(|_| GatewayError::BadSession)?;
-        let data: SessionData =
-            serde_json::from_slice(plain).map_err(|_| GatewayError::BadSession)?;
-        if data.expires <= now {
-            return Err(GatewayError::BadSession);
-        }
-        Ok(data)
+        serde_json::from_slice(plain).map_err(|_| GatewayError::BadSession)
     }
 }
 

@@ -572,6 +572,7 @@ fn table() -> Table {
     t.add(a, "/servers/{id}/{action}", POST, Agent);
     t.add(a, "/servers/{id}/status", GET, Agent);
     t.add(a, "/servers/{id}/vnc", GET, Agent);
+    t.add(a, "/servers/{id}/console/{protocol}", GET, Agent);
     t.add(a, "/disks/{storage}/{action}/{disk}", POST, Agent);
     t.add(a, "/disks/image_cache", GET, Agent);
     // Liveness of the agent: reveals nothing.
@@ -588,6 +589,12 @@ fn table() -> Table {
     t.add(gw, "/api/v1/auth/user", GET, Authenticated);
     t.add(gw, "/api/v1/auth/permissions", GET_POST, Authenticated);
     t.add(gw, "/api/v1/auth/scoped_resources", GET, Authenticated);
+    // A console of A's server: only inside A (the region decides, with the
+    // caller's token).
+    t.add(gw, "/api/v1/webconsole/server/{id}", POST, MEMBER_WRITES);
+    // The console socket opens with a sealed ticket only, never a token.
+    t.add(gw, "/websockify", GET, Never);
+    t.add(gw, "/websockify/", GET, Never);
     // Everything else is forwarded with the caller's token: the services'
     // rules apply (here to A's server).
     t.add(
@@ -1319,6 +1326,10 @@ fn concretize(w: &World, docs: &Docs, route: &Route, rule: Rule) -> Vec<Req> {
             ("scheduler", "id" | "host_id") => vec![(w.t.host_id.clone(), String::new())],
             // The gateway forwards with the caller's token: A's server
             // through the resource proxy and the backend proxy.
+            ("apigateway", "id") => {
+                in_a = true;
+                vec![(w.server_a.clone(), String::new())]
+            }
             ("apigateway", "*rest") => {
                 in_a = true;
                 vec![

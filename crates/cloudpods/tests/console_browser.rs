@@ -16,6 +16,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
+use common::gateway::*;
 use common::*;
 
 fn web_dir() -> PathBuf {
@@ -69,6 +70,33 @@ async fn console_in_chromium() {
         tail(&p.log(), 60)
     );
     assert!(stdout.contains("steps passed"), "{stdout}\n{stderr}");
+
+    // The wizard's guest runs on the simulated hypervisor, which has no
+    // consoles: opening one says so (a real guest's are in console_qemu).
+    let list = admin
+        .get(&format!("{}/servers?limit=1", p.region_url()))
+        .await;
+    let id = list.body["servers"][0]["id"]
+        .as_str()
+        .expect("a server")
+        .to_string();
+    let mut b = Browser::new(&p.gateway_url());
+    assert_eq!(b.login("sysadmin", "Test-Admin-Pw1").await.status, 200);
+    for protocol in ["vnc", "serial"] {
+        let a = b
+            .post(
+                &format!("/api/v1/webconsole/server/{id}"),
+                serde_json::json!({"protocol": protocol}),
+            )
+            .await;
+        assert_eq!(a.status, 400, "{:?}", a.body);
+        assert_eq!(a.body["class"], "InvalidStatusError", "{:?}", a.body);
+        let details = a.body["details"].as_str().unwrap_or_default();
+        assert!(
+            details.contains(&format!("no {protocol} console")),
+            "{details}"
+        );
+    }
 }
 
 fn tail(s: &str, lines: usize) -> String {

@@ -28,7 +28,7 @@ use cloudpods_apis::agent_auth::{self, AuthError, SIGNATURE_HEADER, Signed, TIME
 use serde_json::{Value, json};
 
 use crate::validate::{self, Limits, Roots};
-use crate::{Driver, DriverError, DriverResult};
+use crate::{Driver, DriverError, DriverResult, console};
 
 /// Largest request body the agent reads (a guest desc is a few KB).
 const MAX_BODY: usize = 8 * 1024 * 1024;
@@ -265,6 +265,7 @@ pub struct AgentState {
     pub driver: Arc<dyn Driver>,
     pub http: reqwest::Client,
     cfg: AgentConfig,
+    serial: console::SerialHubs,
 }
 
 pub fn router(driver: Arc<dyn Driver>, cfg: AgentConfig) -> Router {
@@ -275,11 +276,13 @@ pub fn router(driver: Arc<dyn Driver>, cfg: AgentConfig) -> Router {
             .build()
             .unwrap_or_default(),
         cfg,
+        serial: console::SerialHubs::default(),
     };
     Router::new()
         .route("/servers/{id}/{action}", post(server_action))
         .route("/servers/{id}/status", get(server_status))
         .route("/servers/{id}/vnc", get(server_vnc))
+        .route("/servers/{id}/console/{protocol}", get(server_console))
         .route("/disks/{storage}/{action}/{disk}", post(disk_action))
         .route(
             "/disks/image_cache",
@@ -519,6 +522,58 @@ async fn server_vnc(State(st): State<AgentState>, Path(id): Path<String>) -> Res
     match st.driver.vnc(&id).await {
         Ok(v) => axum::Json(v).into_response(),
         Err(DriverError(e)) => error(StatusCode::NOT_FOUND, "NotFoundError", &e),
+    }
+}
+
+/// `GET /servers/{id}/console/{vnc|serial}`: a WebSocket to the guest's
+/// console (signed like every call; the region pre-signs it for the
+/// gateway). Whatever keeps the console from opening is an HTTP error
+/// before the upgrade.
+async fn server_console(
+    State(st): State<AgentState>,
+    Path((id, protocol)): Path<(String, String)>,
+    ws: Result<
+        axum::extract::WebSocketUpgrade,
+        axum::extract::ws::rejection::WebSocketUpgradeRejection,
+    >,
+) -> Response {
+    if let Err(e) = validate::id("server", &id) {
+        return invalid(e);
+    }
+    let Ok(ws) = ws else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InputParameterError",
+            "this is a WebSocket: connect with an upgrade",
+        );
+    };
+    let Some(protocol) = console::Protocol::parse(&protocol) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InputParameterError",
+            "the console is vnc or serial",
+        );
+    };
+    let endpoint = match st.driver.console(&id, protocol).await {
+        Ok(e) => e,
+        Err(DriverError(e)) => return error(StatusCode::BAD_REQUEST, "InvalidStatusError", &e),
+    };
+    let ws = ws.protocols(["binary"]);
+    match endpoint {
+        console::Endpoint::Vnc(addr) => match console::connect_vnc(addr).await {
+            Ok(tcp) => ws
+                .on_upgrade(move |socket| console::relay_vnc(socket, tcp))
+                .into_response(),
+            Err(DriverError(e)) => error(StatusCode::BAD_GATEWAY, "BadGateway", &e),
+        },
+        console::Endpoint::Serial { socket, log } => {
+            match st.serial.join(&id, &socket, &log).await {
+                Ok(viewer) => ws
+                    .on_upgrade(move |socket| console::relay_serial(socket, viewer))
+                    .into_response(),
+                Err(DriverError(e)) => error(StatusCode::BAD_GATEWAY, "BadGateway", &e),
+            }
+        }
     }
 }
 

@@ -73,6 +73,11 @@ impl GuestPaths {
     pub fn serial(&self) -> PathBuf {
         self.dir.join("serial.log")
     }
+    /// The serial console's socket (QEMU serves it; the agent is its one
+    /// client and fans out to viewers).
+    pub fn serial_socket(&self) -> PathBuf {
+        self.dir.join("serial.sock")
+    }
     pub fn qemu_log(&self) -> PathBuf {
         self.dir.join("qemu.log")
     }
@@ -186,7 +191,18 @@ pub fn qemu_args(s: &LaunchSpec<'_>) -> Result<Vec<String>, DriverError> {
         "-vnc",
         &format!("{}:{vnc_display},to={}", s.vnc_listen, vnc_display + 100),
     ]);
-    push(&["-serial", &format!("file:{}", p.serial().display())]);
+    // The serial console: a socket the agent relays to viewers, and every
+    // byte also in serial.log whether or not anyone is connected.
+    push(&[
+        "-chardev",
+        &format!(
+            "socket,id=serial0,path={},server=on,wait=off,logfile={},logappend=off",
+            p.serial_socket().display(),
+            p.serial().display()
+        ),
+        "-serial",
+        "chardev:serial0",
+    ]);
     push(&[
         "-chardev",
         &format!("file,id=bioslog,path={}", p.bios_log().display()),

@@ -10,6 +10,7 @@
 
 pub mod agent;
 pub mod cmd;
+pub mod console;
 pub mod facts;
 pub mod imagecache;
 pub mod launch;
@@ -66,6 +67,18 @@ pub trait Driver: Send + Sync + 'static {
     /// `running`, `ready`, `crashed` or `notfound`.
     async fn status(&self, id: &str) -> String;
     async fn vnc(&self, id: &str) -> DriverResult;
+    /// Where the guest's `protocol` console is on this host, for the agent
+    /// to relay (`GET /servers/{id}/console/{protocol}`). Drivers without
+    /// consoles say so; `vnc()` lists the ones there are (`consoles`).
+    async fn console(
+        &self,
+        id: &str,
+        protocol: console::Protocol,
+    ) -> Result<console::Endpoint, DriverError> {
+        Err(DriverError(format!(
+            "guest {id} has no {protocol} console on this hypervisor"
+        )))
+    }
     async fn disk_create(&self, storage_id: &str, disk_id: &str, disk: &Value) -> DriverResult;
     async fn disk_delete(&self, storage_id: &str, disk_id: &str) -> DriverResult;
     async fn disk_resize(&self, storage_id: &str, disk_id: &str, size_mb: i64) -> DriverResult;

@@ -763,7 +763,48 @@ impl Driver for QemuDriver {
             return Err(DriverError(format!("guest {id} is not running here")));
         }
         let st = self.read_state(&p);
-        Ok(json!({"protocol": "vnc", "host": self.opts.vnc_host, "port": st.vnc_port}))
+        Ok(
+            json!({"protocol": "vnc", "host": self.opts.vnc_host, "port": st.vnc_port,
+                  "consoles": ["vnc", "serial"]}),
+        )
+    }
+
+    async fn console(
+        &self,
+        id: &str,
+        protocol: crate::console::Protocol,
+    ) -> Result<crate::console::Endpoint, DriverError> {
+        let p = self.paths(id);
+        if self.running_pid(id).is_none() {
+            return Err(DriverError(format!("guest {id} is not running here")));
+        }
+        Ok(match protocol {
+            crate::console::Protocol::Vnc => {
+                let st = self.read_state(&p);
+                // QEMU listens where the agent told it; a wildcard listen is
+                // reached on loopback.
+                let ip: std::net::IpAddr = match self.opts.vnc_listen.parse() {
+                    Ok(ip) if !std::net::IpAddr::is_unspecified(&ip) => ip,
+                    _ => std::net::Ipv4Addr::LOCALHOST.into(),
+                };
+                if st.vnc_port < 5900 {
+                    return Err(DriverError(format!("guest {id} has no VNC display")));
+                }
+                crate::console::Endpoint::Vnc((ip, st.vnc_port).into())
+            }
+            crate::console::Protocol::Serial => {
+                let socket = p.serial_socket();
+                if !socket.exists() {
+                    return Err(DriverError(format!(
+                        "guest {id} was started without a serial console socket (start it again to have one)"
+                    )));
+                }
+                crate::console::Endpoint::Serial {
+                    socket,
+                    log: p.serial(),
+                }
+            }
+        })
     }
 
     async fn disk_create(&self, _storage_id: &str, disk_id: &str, disk: &Value) -> DriverResult {

@@ -896,6 +896,10 @@ impl Model for Servers {
                 Ok(crate::desc::guest_desc(&self.region, &obj).await?)
             }
             "vnc" => crate::tasks::actions::vnc(&self.region, &obj).await,
+            "console" => {
+                let protocol = q.get("protocol").and_then(|v| v.as_str()).unwrap_or("vnc");
+                crate::tasks::actions::console(&self.region, &obj, protocol).await
+            }
             _ => cloudpods_rest::generic::spec_common(self, ctx, obj, spec, q).await,
         }
     }

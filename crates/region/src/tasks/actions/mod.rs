@@ -352,24 +352,39 @@ pub async fn delete_expired(r: &Region) -> Result<usize, TaskError> {
 // ---------------------------------------------------------------------------
 // specs
 
-/// `GET /servers/{id}/vnc`: where the guest's console is.
-pub async fn vnc(region: &Arc<Region>, obj: &Row) -> Result<Value> {
+/// The running guest's host row and what its agent says of the guest's
+/// display (`GET /servers/{id}/vnc` on the agent).
+async fn display_of(region: &Arc<Region>, obj: &Row, what: &str) -> Result<(Row, Value)> {
     let st = s(obj, "status");
     if !matches!(
         st.as_str(),
         status::RUNNING | status::SYNC_CONFIG | status::ATTACH_DISK | status::DETACH_DISK
     ) || s(obj, "power_states") == "off"
     {
-        return Err(refuse("vnc", &st));
+        return Err(refuse(what, &st));
     }
     let host = crud::get(region.db.read(), &HOSTS, &s(obj, "host_id"))
         .await?
         .ok_or_else(|| HttpError::invalid_status("the server has no host"))?;
+    if Agent::of(&host).is_empty() {
+        return Err(HttpError::invalid_status(format!(
+            "server {} is on host {} ({}), which has no host agent to reach its console through",
+            s(obj, "name"),
+            s(&host, "name"),
+            s(&host, "host_type")
+        )));
+    }
     let answer = region
         .agents
         .get(&Agent::of(&host), &format!("/servers/{}/vnc", s(obj, "id")))
         .await
         .map_err(|e| HttpError::bad_gateway(e.0))?;
+    Ok((host, answer))
+}
+
+/// `GET /servers/{id}/vnc`: where the guest's console is.
+pub async fn vnc(region: &Arc<Region>, obj: &Row) -> Result<Value> {
+    let (host, answer) = display_of(region, obj, "vnc").await?;
     let mut out = json!({
         "id": s(obj, "id"),
         "protocol": answer.get("protocol").cloned().unwrap_or(json!("vnc")),
@@ -383,6 +398,50 @@ pub async fn vnc(region: &Arc<Region>, obj: &Row) -> Result<Value> {
         }
     }
     Ok(out)
+}
+
+/// `GET /servers/{id}/console?protocol=vnc|serial`: a ticket for the
+/// guest's console WebSocket on its host agent
+/// (`/servers/{id}/console/{protocol}`), pre-signed with the host's key and
+/// good for [`cloudpods_apis::agent_auth::MAX_SKEW_SECS`]. The gateway asks
+/// for one with the caller's token each time a browser connects, so the
+/// ticket never outlives the caller's right to see the server; it opens
+/// only the console the caller may open anyway.
+pub async fn console(region: &Arc<Region>, obj: &Row, protocol: &str) -> Result<Value> {
+    if !matches!(protocol, "vnc" | "serial") {
+        return Err(HttpError::input("protocol must be vnc or serial"));
+    }
+    let (host, answer) = display_of(region, obj, "console").await?;
+    let offered = answer["consoles"]
+        .as_array()
+        .is_some_and(|c| c.iter().any(|p| p == protocol));
+    if !offered {
+        return Err(HttpError::invalid_status(format!(
+            "server {} has no {protocol} console: its host {} ({}) does not offer one",
+            s(obj, "name"),
+            s(&host, "name"),
+            s(&host, "host_type")
+        )));
+    }
+    let agent = Agent::of(&host);
+    let path = format!("/servers/{}/console/{protocol}", s(obj, "id"));
+    let grant = agent
+        .grant(&path)
+        .map_err(|e| HttpError::invalid_status(e.0))?;
+    let base = agent.uri.trim_end_matches('/');
+    let ws = base
+        .strip_prefix("http://")
+        .map(|r| format!("ws://{r}"))
+        .or_else(|| base.strip_prefix("https://").map(|r| format!("wss://{r}")))
+        .ok_or_else(|| HttpError::invalid_status("the host agent's address is not http(s)"))?;
+    Ok(json!({
+        "id": s(obj, "id"),
+        "name": s(obj, "name"),
+        "protocol": protocol,
+        "url": format!("{ws}{path}"),
+        "timestamp": grant["timestamp"],
+        "signature": grant["signature"],
+    }))
 }
 
 /// Whether a pending-deleted guest may still do `action`.
