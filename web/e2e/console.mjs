@@ -15,6 +15,12 @@
 //   NETWORK_NAME     the network to put the server on (default net0)
 //   AWS_URL          an EC2 endpoint (moto) to add as an AWS account; the
 //                    step is left out when unset
+//   AWS_SERVER       a name the account's instances have (Name tag): the
+//                    servers list must show it after the sync
+//   STATE_FILE       save the admin's cookies there at the end (for PHASE)
+//   PHASE            `stale`: only check that the cookies in STATE_FILE,
+//                    from before a gateway restart with a new key, lead to
+//                    the login page and a new login works
 //
 // Prints each step as it passes; exits 1 with a message at the first failure.
 
@@ -43,6 +49,9 @@ const CHROMIUM = env('CHROMIUM', '/usr/bin/chromium')
 const HOST_NAME = env('HOST_NAME', 'host0')
 const NETWORK_NAME = env('NETWORK_NAME', 'net0')
 const AWS_URL = env('AWS_URL', '')
+const AWS_SERVER = env('AWS_SERVER', '')
+const STATE_FILE = env('STATE_FILE', '')
+const PHASE = env('PHASE', 'all')
 const SERVER = `e2e-vm-${Date.now().toString(36)}`
 const IMAGE = `e2e-img-${Date.now().toString(36)}`
 const LAPTOP = { width: 1366, height: 800 }
@@ -179,6 +188,29 @@ const browser = await chromium.launch({
 })
 console.log(`console ${URL0}, ${CHROMIUM} ${browser.version()}`)
 
+if (PHASE === 'stale') {
+  await step('cookies from before a gateway restart with a new key show the login page; a new login works', async () => {
+    check(STATE_FILE && existsSync(STATE_FILE), `PHASE=stale needs STATE_FILE with the saved cookies: ${STATE_FILE}`)
+    const ctx = await browser.newContext({ viewport: LAPTOP, baseURL: URL0, storageState: STATE_FILE })
+    const page = await ctx.newPage()
+    page.setDefaultTimeout(T)
+    page.on('pageerror', (e) => pageProblems.push(`uncaught ${e.name}: ${e.message}`))
+    current = page
+    check((await ctx.cookies()).some((c) => c.name === 'yunionauth'), 'the saved state should hold the old session cookie')
+    await page.goto('/servers')
+    await page.waitForURL(/\/login/).catch(() => {
+      throw new Failure(`with the old cookie /servers should go to the login page, it is at ${page.url()}`)
+    })
+    const err = page.locator('#login-error')
+    if (await err.count()) throw new Failure(`the login page should show no error: ${await err.innerText()}`)
+    await page.getByLabel('User name').fill(ADMIN_USER)
+    await page.getByLabel('Password').fill(ADMIN_PASSWORD)
+    await page.getByRole('button', { name: 'Sign in' }).click()
+    await page.waitForURL((u) => u.pathname === '/servers')
+    await listLoaded(page)
+    await ctx.close()
+  })
+} else {
 let admin
 await step(`admin ${ADMIN_USER} logs in and the servers page lists servers`, async () => {
   admin = await newPage()
@@ -304,7 +336,7 @@ await step('upload an image with the progress bar; the images list shows it acti
 })
 
 if (AWS_URL) {
-  await step(`add an AWS account (${AWS_URL}) in the console; its first sync finishes with no errors`, async () => {
+  await step(`add an AWS account (${AWS_URL}) in the console; its first sync finishes with no errors${AWS_SERVER ? ` and ${AWS_SERVER} is among the servers` : ''}`, async () => {
     const page = admin
     const name = `e2e-aws-${Date.now().toString(36)}`
     await page.goto('/cloudaccounts')
@@ -332,6 +364,19 @@ if (AWS_URL) {
     check(/normal/.test(text), `the account should be healthy after its sync: ${text}`)
     check(!text.includes('console-secret-never-shown'), 'the list must not show the secret')
     await shot(page, 'cloudaccounts')
+    if (AWS_SERVER) {
+      // The account's instances are servers like any other.
+      await page.goto('/servers')
+      await listLoaded(page)
+      await page.getByPlaceholder('Search by name').fill(AWS_SERVER)
+      await page.getByPlaceholder('Search by name').press('Enter')
+      await listLoaded(page)
+      await row(page, AWS_SERVER).waitFor({ timeout: 10_000 }).catch(async () => {
+        throw new Failure(`the synced AWS instance ${AWS_SERVER} should be in the servers list: ${(await page.locator('section.list').innerText()).slice(0, 500)}`)
+      })
+      const r = await row(page, AWS_SERVER).innerText()
+      check(/running/.test(r), `the synced instance should show running: ${r}`)
+    }
   })
 }
 
@@ -445,6 +490,9 @@ await step('a stale or foreign yunionauth cookie shows the login page, not an er
     await page.context().close()
   }
 })
+
+  if (STATE_FILE) await admin.context().storageState({ path: STATE_FILE })
+}
 
 await browser.close()
 console.log(`all ${stepNo} steps passed in ${((Date.now() - t0) / 1000).toFixed(1)} s`)

@@ -62,6 +62,27 @@ async fn login_resources_batches_permissions_and_logout_through_the_gateway() {
     assert_eq!(wrong.body["details"], unknown.body["details"]);
     assert!(b.cookie.is_none());
 
+    // A locked user is told so (keystone's 423), even with the right
+    // password, and gets no session.
+    let r = admin_api
+        .post(
+            &format!("{}/users", p.auth_url),
+            json!({"user": {"name": "gw-locky", "password": "Locky-Pw-123"}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let mut locky = Browser::new(&gw);
+    // Wrong passwords until keystone locks the user (its configured count).
+    let mut tries = 0;
+    while locky.login("gw-locky", "wrong-Pw-123").await.status == 401 {
+        tries += 1;
+        assert!(tries < 20, "keystone never locked gw-locky");
+    }
+    let locked = locky.login("gw-locky", "Locky-Pw-123").await;
+    assert_eq!(locked.status, 423, "{:?}", locked.body);
+    assert_eq!(locked.body["class"], "UserLocked", "{:?}", locked.body);
+    assert!(locky.cookie.is_none());
+
     let ok = b.login("sysadmin", "Test-Admin-Pw1").await;
     assert_eq!(ok.status, 200, "{:?}", ok.body);
     let set = ok
