@@ -24,21 +24,12 @@
 //
 // Prints each step as it passes; exits 1 with a message at the first failure.
 
-import { chromium } from 'playwright-core'
 import { execFileSync } from 'node:child_process'
-import { mkdtempSync, writeFileSync, existsSync, mkdirSync, statSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync, existsSync, statSync } from 'node:fs'
 import { join } from 'node:path'
+import { Failure, check, envOf, LAPTOP, T, start } from './harness.mjs'
 
-const env = (k, d) => {
-  const v = process.env[k]
-  if (v !== undefined && v !== '') return v
-  if (d === undefined) {
-    console.error(`console.mjs: the environment variable ${k} is required`)
-    process.exit(2)
-  }
-  return d
-}
+const env = envOf('console.mjs')
 const URL0 = env('CONSOLE_URL').replace(/\/+$/, '')
 const ADMIN_USER = env('ADMIN_USER', 'sysadmin')
 const ADMIN_PASSWORD = env('ADMIN_PASSWORD')
@@ -54,77 +45,22 @@ const STATE_FILE = env('STATE_FILE', '')
 const PHASE = env('PHASE', 'all')
 const SERVER = `e2e-vm-${Date.now().toString(36)}`
 const IMAGE = `e2e-img-${Date.now().toString(36)}`
-const LAPTOP = { width: 1366, height: 800 }
 const PHONE = { width: 390, height: 844 }
-const T = 30_000
 
-if (SHOTS) mkdirSync(SHOTS, { recursive: true })
-const work = mkdtempSync(join(tmpdir(), 'console-e2e-'))
-
-// --- harness ------------------------------------------------------------
-
-class Failure extends Error {}
-function check(cond, msg) {
-  if (!cond) throw new Failure(msg)
-}
-
-const t0 = Date.now()
-let stepNo = 0
-let current = null
-/** Problems seen in the page that fail the step they happen in. */
-const pageProblems = []
-
-async function step(name, fn) {
-  stepNo++
-  const started = Date.now()
-  pageProblems.length = 0
-  try {
-    await fn()
-    check(!pageProblems.length, `the page reported: ${pageProblems.join(' | ')}`)
-  } catch (e) {
-    const why = e instanceof Failure ? e.message : (e && e.stack) || String(e)
-    console.error(`FAIL ${stepNo}. ${name}\n  ${why.replace(/\n/g, '\n  ')}`)
-    if (current && !current.isClosed()) {
-      console.error(`  at ${current.url()}`)
-      const shot = join(SHOTS || work, `failure-${stepNo}.png`)
-      await current.screenshot({ path: shot, fullPage: true }).catch(() => {})
-      console.error(`  screenshot: ${shot}`)
-      const text = await current.locator('body').innerText().catch(() => '')
-      console.error(`  page text: ${text.replace(/\s+/g, ' ').slice(0, 1500)}`)
-    }
-    await browser.close().catch(() => {})
-    process.exit(1)
-  }
-  console.log(`ok ${stepNo}. ${name} (${((Date.now() - started) / 1000).toFixed(1)} s)`)
-}
-
-/** A new browser context (its own cookies) and page, watched for errors. */
-async function newPage(viewport = LAPTOP) {
-  const ctx = await browser.newContext({ viewport, baseURL: URL0 })
-  const page = await ctx.newPage()
-  page.setDefaultTimeout(T)
-  page.on('pageerror', (e) => pageProblems.push(`uncaught ${e.name}: ${e.message}`))
-  page.on('response', (r) => {
-    if (r.url().startsWith(URL0 + '/api/') && r.status() >= 500) {
-      pageProblems.push(`${r.request().method()} ${r.url().slice(URL0.length)} answered ${r.status()}`)
-    }
-  })
-  page.on('requestfailed', (r) => {
-    const f = r.failure()?.errorText ?? ''
-    // Aborted list loads (a newer query replaced them) are normal.
-    if (!f.includes('ERR_ABORTED')) pageProblems.push(`${r.method()} ${r.url()} failed: ${f}`)
-  })
-  current = page
-  return page
-}
-
-async function shot(page, name, opts = {}) {
-  if (!SHOTS) return
+const h = await start({
+  script: 'console-e2e',
+  url: URL0,
+  shots: SHOTS,
+  executable: CHROMIUM,
   // Let lazy chunks, lists and fonts settle; no spinner in the picture.
-  await page.waitForLoadState('networkidle').catch(() => {})
-  await page.locator('table.grid[aria-busy="true"]').first().waitFor({ state: 'detached', timeout: 5000 }).catch(() => {})
-  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: false, ...opts })
-}
+  settle: async (page) => {
+    await page.waitForLoadState('networkidle').catch(() => {})
+    await page.locator('table.grid[aria-busy="true"]').first().waitFor({ state: 'detached', timeout: 5000 }).catch(() => {})
+  },
+})
+const { step, newPage, shot, login } = h
+const work = h.work
+console.log(`console ${URL0}, ${CHROMIUM} ${h.browser.version()}`)
 
 /** Wait until the list has finished loading. */
 async function listLoaded(page) {
@@ -137,25 +73,6 @@ async function listLoaded(page) {
 
 /** The list row whose text contains `text` (first one). */
 const row = (page, text) => page.locator('section.list tbody tr', { hasText: text }).first()
-
-async function login(page, user, password) {
-  await page.goto('/servers')
-  await page.waitForURL(/\/login/, { timeout: T }).catch(() => {
-    throw new Failure(`an anonymous visit to /servers should end on the login page, it is at ${page.url()}`)
-  })
-  check(new URL(page.url()).searchParams.get('next') === '/servers', `the login page should carry next=/servers: ${page.url()}`)
-  await page.getByLabel('User name').fill(user)
-  await page.getByLabel('Password').fill(password)
-  await page.getByRole('button', { name: 'Sign in' }).click()
-  await page.waitForURL((u) => u.pathname === '/servers', { timeout: T }).catch(async () => {
-    const err = await page.locator('#login-error').innerText().catch(() => '')
-    throw new Failure(`login as ${user} did not reach /servers (at ${page.url()}); the login page says: ${err || '(nothing)'}`)
-  })
-  // (Hidden at phone width, so attached is enough.)
-  await page.locator('header.top .who').filter({ hasText: user }).waitFor({ state: 'attached' }).catch(() => {
-    throw new Failure(`the header should name the user ${user}`)
-  })
-}
 
 function makeImage() {
   const given = process.env.IMAGE_FILE
@@ -181,21 +98,11 @@ function makeImage() {
 
 // --- the steps --------------------------------------------------------------
 
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-})
-console.log(`console ${URL0}, ${CHROMIUM} ${browser.version()}`)
-
 if (PHASE === 'stale') {
   await step('cookies from before a gateway restart with a new key show the login page; a new login works', async () => {
     check(STATE_FILE && existsSync(STATE_FILE), `PHASE=stale needs STATE_FILE with the saved cookies: ${STATE_FILE}`)
-    const ctx = await browser.newContext({ viewport: LAPTOP, baseURL: URL0, storageState: STATE_FILE })
-    const page = await ctx.newPage()
-    page.setDefaultTimeout(T)
-    page.on('pageerror', (e) => pageProblems.push(`uncaught ${e.name}: ${e.message}`))
-    current = page
+    const page = await newPage(LAPTOP, { storageState: STATE_FILE })
+    const ctx = page.context()
     check((await ctx.cookies()).some((c) => c.name === 'yunionauth'), 'the saved state should hold the old session cookie')
     await page.goto('/servers')
     await page.waitForURL(/\/login/).catch(() => {
@@ -427,7 +334,7 @@ await step('screenshots of the main pages', async () => {
   check(!(await phone.locator('#sidenav').isVisible()) || (await phone.locator('#sidenav').boundingBox()).x < 0, 'at phone width the side menu should be collapsed')
   await shot(phone, 'servers-phone')
   await phone.context().close()
-  current = admin
+  h.current = admin
 })
 
 let member
@@ -494,5 +401,4 @@ await step('a stale or foreign yunionauth cookie shows the login page, not an er
   if (STATE_FILE) await admin.context().storageState({ path: STATE_FILE })
 }
 
-await browser.close()
-console.log(`all ${stepNo} steps passed in ${((Date.now() - t0) / 1000).toFixed(1)} s`)
+await h.finish()

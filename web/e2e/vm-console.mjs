@@ -4,8 +4,8 @@
 //
 // Inputs (environment):
 //   CONSOLE_URL      the gateway, e.g. http://127.0.0.1:30300 (required)
-//   USER             default sysadmin
-//   PASSWORD         required
+//   ADMIN_USER       default sysadmin
+//   ADMIN_PASSWORD   required
 //   SERVER_ID        a running server with a VNC and a serial console whose
 //                    guest prints CLOUDPODS-… lines and answers a line typed
 //                    on its console with CLOUDPODS-ECHO=<line> (required)
@@ -14,98 +14,44 @@
 //
 // Prints each step as it passes; exits 1 with a message at the first failure.
 
-import { chromium } from 'playwright-core'
-import { mkdtempSync, mkdirSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { Failure, check, envOf, T, start } from './harness.mjs'
 
-const env = (k, d) => {
-  const v = process.env[k]
-  if (v !== undefined && v !== '') return v
-  if (d === undefined) {
-    console.error(`vm-console.mjs: the environment variable ${k} is required`)
-    process.exit(2)
-  }
-  return d
-}
+const env = envOf('vm-console.mjs')
 const URL0 = env('CONSOLE_URL').replace(/\/+$/, '')
-const USER = env('USER', 'sysadmin')
-const PASSWORD = env('PASSWORD')
+const USER = env('ADMIN_USER', 'sysadmin')
+const PASSWORD = env('ADMIN_PASSWORD')
 const SERVER_ID = env('SERVER_ID')
 const SHOTS = env('SCREENSHOT_DIR', '')
 const CHROMIUM = env('CHROMIUM', '/usr/bin/chromium')
-const LAPTOP = { width: 1366, height: 800 }
-const T = 30_000
 const SLOW = 60_000
 const MARK = 'CLOUDPODS-'
 const TYPED = 'hello-console'
 const ECHO = `CLOUDPODS-ECHO=${TYPED}`
 const consoleUrl = (protocol) => `/servers/${encodeURIComponent(SERVER_ID)}/console?protocol=${protocol}`
 
-if (SHOTS) mkdirSync(SHOTS, { recursive: true })
-const work = mkdtempSync(join(tmpdir(), 'vm-console-e2e-'))
-
-// --- harness ------------------------------------------------------------
-
-class Failure extends Error {}
-function check(cond, msg) {
-  if (!cond) throw new Failure(msg)
-}
-
-const t0 = Date.now()
-let stepNo = 0
-let current = null
-/** Problems seen in the page that fail the step they happen in. */
-const pageProblems = []
 /** What the page's WebSockets did (printed on a failure). */
 const socketLog = []
-
-async function step(name, fn) {
-  stepNo++
-  const started = Date.now()
-  pageProblems.length = 0
-  try {
-    await fn()
-    check(!pageProblems.length, `the page reported: ${pageProblems.join(' | ')}`)
-  } catch (e) {
-    const why = e instanceof Failure ? e.message : (e && e.stack) || String(e)
-    console.error(`FAIL ${stepNo}. ${name}\n  ${why.replace(/\n/g, '\n  ')}`)
-    if (current && !current.isClosed()) {
-      console.error(`  at ${current.url()}`)
-      const shot = join(SHOTS || work, `failure-${stepNo}.png`)
-      await current.screenshot({ path: shot, fullPage: true }).catch(() => {})
-      console.error(`  screenshot: ${shot}`)
-      const text = await current.locator('body').innerText().catch(() => '')
-      console.error(`  page text: ${text.replace(/\s+/g, ' ').slice(0, 1500)}`)
-      const term = await terminalText(current).catch(() => '')
-      if (term) console.error(`  terminal text (last 1500 chars): ${JSON.stringify(term.slice(-1500))}`)
-    }
+const h = await start({
+  script: 'vm-console-e2e',
+  url: URL0,
+  shots: SHOTS,
+  executable: CHROMIUM,
+  // (No networkidle wait: the console's WebSocket stays open.)
+  settle: (page) => page.waitForTimeout(300),
+  onFailure: async (page) => {
+    const term = page && !page.isClosed() ? await terminalText(page).catch(() => '') : ''
+    if (term) console.error(`  terminal text (last 1500 chars): ${JSON.stringify(term.slice(-1500))}`)
     if (socketLog.length) console.error(`  websockets:\n    ${socketLog.slice(-20).join('\n    ')}`)
-    await browser.close().catch(() => {})
-    process.exit(1)
-  }
-  console.log(`ok ${stepNo}. ${name} (${((Date.now() - started) / 1000).toFixed(1)} s)`)
-}
+  },
+})
+const { step, shot, login } = h
 
-/** A new browser context (its own cookies) and page, watched for errors. */
-async function newPage(viewport = LAPTOP) {
-  const ctx = await browser.newContext({ viewport, baseURL: URL0 })
-  const page = await ctx.newPage()
-  page.setDefaultTimeout(T)
-  page.on('pageerror', (e) => pageProblems.push(`uncaught ${e.name}: ${e.message}`))
-  page.on('response', (r) => {
-    if (r.url().startsWith(URL0 + '/api/') && r.status() >= 500) {
-      pageProblems.push(`${r.request().method()} ${r.url().slice(URL0.length)} answered ${r.status()}`)
-    }
-  })
-  page.on('requestfailed', (r) => {
-    const f = r.failure()?.errorText ?? ''
-    // Loads cut short by a reload are normal.
-    if (!f.includes('ERR_ABORTED')) pageProblems.push(`${r.method()} ${r.url()} failed: ${f}`)
-  })
+/** A page whose WebSockets are logged. */
+async function newPage() {
+  const page = await h.newPage()
   page.on('websocket', (ws) => {
     const u = ws.url().replace(/access_token=[^&]+/, 'access_token=…')
-    const at = () => `${((Date.now() - t0) / 1000).toFixed(1)} s`
+    const at = () => `${((Date.now() - h.t0) / 1000).toFixed(1)} s`
     let rx = 0
     let tx = 0
     socketLog.push(`${at()} open ${u}`)
@@ -114,32 +60,7 @@ async function newPage(viewport = LAPTOP) {
     ws.on('socketerror', (e) => socketLog.push(`${at()} error ${u}: ${e}`))
     ws.on('close', () => socketLog.push(`${at()} closed ${u} (${rx} frames in, ${tx} out)`))
   })
-  current = page
   return page
-}
-
-async function shot(page, name) {
-  if (!SHOTS) return
-  // (No networkidle wait: the console's WebSocket stays open.)
-  await page.waitForTimeout(300)
-  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: false })
-}
-
-async function login(page, user, password) {
-  await page.goto('/servers')
-  await page.waitForURL(/\/login/, { timeout: T }).catch(() => {
-    throw new Failure(`an anonymous visit to /servers should end on the login page, it is at ${page.url()}`)
-  })
-  await page.getByLabel('User name').fill(user)
-  await page.getByLabel('Password').fill(password)
-  await page.getByRole('button', { name: 'Sign in' }).click()
-  await page.waitForURL((u) => u.pathname === '/servers', { timeout: T }).catch(async () => {
-    const err = await page.locator('#login-error').innerText().catch(() => '')
-    throw new Failure(`login as ${user} did not reach /servers (at ${page.url()}); the login page says: ${err || '(nothing)'}`)
-  })
-  await page.locator('header.top .who').filter({ hasText: user }).waitFor({ state: 'attached' }).catch(() => {
-    throw new Failure(`the header should name the user ${user}`)
-  })
 }
 
 /** The text of the page's error box (role=alert), or ''. */
@@ -220,12 +141,7 @@ function canvasPixels(page) {
 
 // --- the steps --------------------------------------------------------------
 
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-})
-console.log(`vm consoles of server ${SERVER_ID} on ${URL0}, ${CHROMIUM} ${browser.version()}`)
+console.log(`vm consoles of server ${SERVER_ID} on ${URL0}, ${CHROMIUM} ${h.browser.version()}`)
 
 let page
 await step(`${USER} logs in`, async () => {
@@ -290,5 +206,4 @@ await step('a reload of the serial console connects again', async () => {
   check((await alertText(page)) === '', `a reconnected console should show no error: ${await alertText(page)}`)
 })
 
-await browser.close()
-console.log(`all ${stepNo} steps passed in ${((Date.now() - t0) / 1000).toFixed(1)} s`)
+await h.finish()

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
+use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
@@ -66,6 +67,35 @@ const SERIAL_TAIL: u64 = 16 * 1024;
 /// Pings keep proxies and load balancers from closing an idle console.
 const PING_EVERY: Duration = Duration::from_secs(20);
 
+/// Send the viewer what `from` yields, pinging it while idle, until `from`
+/// ends (then close it) or the viewer is gone.
+async fn to_viewer(
+    tx: &mut SplitSink<WebSocket, Message>,
+    from: impl futures::Stream<Item = bytes::Bytes>,
+) {
+    let mut from = std::pin::pin!(from);
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            b = from.next() => match b {
+                Some(b) => {
+                    if tx.send(Message::Binary(b)).await.is_err() {
+                        return;
+                    }
+                }
+                None => break,
+            },
+            _ = ping.tick() => {
+                if tx.send(Message::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = tx.send(Message::Close(None)).await;
+}
+
 /// Connect to a VNC server before the WebSocket upgrade, so a guest whose
 /// VNC is gone is an HTTP error rather than a socket that closes at once.
 pub async fn connect_vnc(addr: SocketAddr) -> Result<TcpStream, DriverError> {
@@ -92,27 +122,16 @@ pub async fn relay_vnc(ws: WebSocket, tcp: TcpStream) {
         }
     };
     let down = async {
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut ping = tokio::time::interval(PING_EVERY);
-        ping.tick().await;
-        loop {
-            tokio::select! {
-                n = rd.read(&mut buf) => match n {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if tx.send(Message::Binary(buf[..n].to_vec().into())).await.is_err() {
-                            return;
-                        }
-                    }
-                },
-                _ = ping.tick() => {
-                    if tx.send(Message::Ping(Default::default())).await.is_err() {
-                        return;
-                    }
+        let screen = futures::stream::unfold(
+            (&mut rd, vec![0u8; 64 * 1024]),
+            |(rd, mut buf)| async move {
+                match rd.read(&mut buf).await {
+                    Ok(0) | Err(_) => None,
+                    Ok(n) => Some((bytes::Bytes::copy_from_slice(&buf[..n]), (rd, buf))),
                 }
-            }
-        }
-        let _ = tx.send(Message::Close(None)).await;
+            },
+        );
+        to_viewer(&mut tx, screen).await;
     };
     tokio::select! {
         _ = up => {},
@@ -271,28 +290,17 @@ pub async fn relay_serial(ws: WebSocket, viewer: SerialViewer) {
         if !tail.is_empty() && tx.send(Message::Binary(tail.into())).await.is_err() {
             return;
         }
-        let mut ping = tokio::time::interval(PING_EVERY);
-        ping.tick().await;
-        loop {
-            tokio::select! {
-                b = output.recv() => match b {
-                    Ok(b) => {
-                        if tx.send(Message::Binary(b)).await.is_err() {
-                            return;
-                        }
-                    }
+        let serial = futures::stream::unfold(&mut output, |rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(b) => return Some((b, rx)),
                     // A slow viewer missed some output; it goes on.
                     Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => break,
-                },
-                _ = ping.tick() => {
-                    if tx.send(Message::Ping(Default::default())).await.is_err() {
-                        return;
-                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
                 }
             }
-        }
-        let _ = tx.send(Message::Close(None)).await;
+        });
+        to_viewer(&mut tx, serial).await;
     };
     tokio::select! {
         _ = up => {},
