@@ -172,21 +172,9 @@ pub async fn identity(args: IdentityArgs) -> anyhow::Result<()> {
 
     // 2. An in-process keystone for the rest.
     let dir = tempfile_dir()?;
-    let cfg = Config {
-        data_dir: dir.join("data"),
-        admin_password: "Bench-Admin-1".into(),
-        log: "warn".into(),
-        keystone: crate::config::KeystoneConfig {
-            port: 0,
-            lockout_attempts: 0,
-            ..Default::default()
-        },
-        region: crate::config::RegionConfig {
-            port: 0,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
+    let mut cfg = bench_config(&dir, None);
+    // Thousands of logins, some failing on purpose.
+    cfg.keystone.lockout_attempts = 0;
     let started = run::start(&cfg, &[Role::Keystone]).await?;
     let url = started.url(Role::Keystone).unwrap_or_default().to_string();
     let ks = started.keystone.clone().context("keystone not started")?;
@@ -537,25 +525,29 @@ pub(crate) async fn seed_servers(
     Ok(())
 }
 
+/// The platform a benchmark starts in its own process: data under `dir`,
+/// every service on a free port, the benchmark admin's password.
+pub(crate) fn bench_config(dir: &std::path::Path, database: Option<String>) -> Config {
+    let mut cfg = Config {
+        data_dir: dir.join("data"),
+        database: database.unwrap_or_default(),
+        admin_password: "Bench-Admin-1".into(),
+        log: "warn".into(),
+        ..Default::default()
+    };
+    cfg.keystone.port = 0;
+    cfg.region.port = 0;
+    cfg.scheduler.port = 0;
+    cfg.glance.port = 0;
+    cfg.apigateway.port = 0;
+    cfg
+}
+
 pub async fn region(args: RegionArgs) -> anyhow::Result<()> {
     let client = reqwest::Client::builder().build()?;
     let mut results = serde_json::Map::new();
     let dir = tempfile_dir()?;
-    let cfg = Config {
-        data_dir: dir.join("data"),
-        database: args.database.clone().unwrap_or_default(),
-        admin_password: "Bench-Admin-1".into(),
-        log: "warn".into(),
-        keystone: crate::config::KeystoneConfig {
-            port: 0,
-            ..Default::default()
-        },
-        region: crate::config::RegionConfig {
-            port: 0,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
+    let cfg = bench_config(&dir, args.database.clone());
     let started = run::start(&cfg, &[Role::Keystone, Role::Region]).await?;
     let ks_url = started.url(Role::Keystone).unwrap_or_default().to_string();
     let region_url = started.url(Role::Region).unwrap_or_default().to_string();

@@ -18,7 +18,6 @@ use cloudpods_cloudprovider::aws::client::Client;
 use cloudpods_testkit::moto::Moto;
 use serde_json::{Value, json};
 
-use crate::config::Config;
 use crate::run::{self, Role};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -279,25 +278,7 @@ pub async fn cloud(args: CloudArgs) -> anyhow::Result<()> {
     // The platform.
     let dir = std::env::temp_dir().join(format!("cloudpods-bench-cloud-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let cfgp = Config {
-        data_dir: dir.join("data"),
-        database: args.database.clone().unwrap_or_default(),
-        admin_password: "Bench-Admin-1".into(),
-        log: "warn".into(),
-        keystone: crate::config::KeystoneConfig {
-            port: 0,
-            ..Default::default()
-        },
-        region: crate::config::RegionConfig {
-            port: 0,
-            ..Default::default()
-        },
-        scheduler: crate::config::SchedulerConfig {
-            port: 0,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
+    let cfgp = crate::bench::bench_config(&dir, args.database.clone());
     let started = run::start(&cfgp, &[Role::Keystone, Role::Region, Role::Scheduler]).await?;
     let ks_url = started.url(Role::Keystone).unwrap_or_default().to_string();
     let region_url = started.url(Role::Region).unwrap_or_default().to_string();

@@ -30,7 +30,6 @@ use std::time::Instant;
 use anyhow::Context;
 use serde_json::{Map, Value, json};
 
-use crate::config::Config;
 use crate::run::{self, Role};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -106,21 +105,8 @@ pub async fn glance(args: GlanceArgs) -> anyhow::Result<()> {
     let src = dir.join("src.img");
     make_file(&src, size).context("writing the test file")?;
 
-    let cfg = Config {
-        data_dir: dir.join("data"),
-        admin_password: "Bench-Admin-1".into(),
-        log: "warn".into(),
-        keystone: crate::config::KeystoneConfig {
-            port: 0,
-            ..Default::default()
-        },
-        glance: crate::config::GlanceConfig {
-            port: 0,
-            image_quota: 0,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
+    let mut cfg = crate::bench::bench_config(&dir, None);
+    cfg.glance.image_quota = 0;
     let started = run::start(&cfg, &[Role::Keystone, Role::Glance]).await?;
     let ks_url = started.url(Role::Keystone).unwrap_or_default().to_string();
     let sdk_cfg = cloudpods_sdk::Config::new(ks_url.clone())

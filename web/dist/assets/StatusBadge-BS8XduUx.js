@@ -1,0 +1,1 @@
+import{d as n,c as o,I as r,a as c,h as l,t as p,i as u,o as d,J as i}from"./index-wM8LToRf.js";const B=n({__name:"StatusBadge",props:{status:{}},setup(s){const a=s,e=u(()=>i(a.status));return(m,t)=>(d(),o("span",{class:r(["badge","tone-"+e.value])},[t[0]||(t[0]=c("span",{class:"dot","aria-hidden":"true"},null,-1)),l(p(String(s.status??"")||"—"),1)],2))}});export{B as _};

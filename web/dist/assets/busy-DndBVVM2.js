@@ -1,0 +1,1 @@
+import{A as s,j as u}from"./index-wM8LToRf.js";function o(){const r=u(!1),e=u("");async function a(t){r.value=!0,e.value="";try{return await t(),!0}catch(n){return e.value=s(n),!1}finally{r.value=!1}}return{busy:r,error:e,run:a}}export{o as u};
