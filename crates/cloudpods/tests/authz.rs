@@ -574,6 +574,7 @@ fn table() -> Table {
     t.add(a, "/servers/{id}/vnc", GET, Agent);
     t.add(a, "/servers/{id}/console/{protocol}", GET, Agent);
     t.add(a, "/disks/{storage}/{action}/{disk}", POST, Agent);
+    t.add(a, "/disks/{storage}/export/{disk}", GET, Agent);
     t.add(a, "/disks/image_cache", GET, Agent);
     // Liveness of the agent: reveals nothing.
     t.add(a, "/ping", GET, Probe);

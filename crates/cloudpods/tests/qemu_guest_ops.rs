@@ -294,9 +294,8 @@ async fn snapshot_reset_and_rebuild_root_change_what_the_guest_boots() {
 /// has on its next boot. Cold migrate of a guest on this (real QEMU) host
 /// is refused with nothing written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn change_config_and_set_password_reach_the_guest_and_cold_migrate_is_refused() {
+async fn change_config_and_set_password_reach_the_guest() {
     let (c, h, id, s) = one_guest("vm-conf").await;
-    let r = c.p.region_url();
     assert_eq!(num(&s, "NPROC"), 1, "{s}");
     let mem1 = num(&s, "MEM-MB");
     assert!((128..=256).contains(&mem1), "{s}");
@@ -324,21 +323,12 @@ async fn change_config_and_set_password_reach_the_guest_and_cold_migrate_is_refu
         "{v}"
     );
 
-    // Cold migrate: refused (the agent cannot copy disks between hosts
-    // yet), the guest stays ready on its host, no task.
+    // Cold migrate with no other host: refused, the guest stays ready on
+    // its host (the move itself: cold_migrate_copies_the_disk_…).
     let resp = act(&c, &id, "migrate", json!({})).await;
-    assert_error(&resp, 406, "NotSupportedError");
-    cloudpods_testkit::assert_details(
-        &resp.body,
-        "cold migrate between KVM hosts is not available yet",
-    );
+    assert_error(&resp, 400, "InsufficientResourceError");
     let v = c.wait_status(&id, "ready", 5).await;
     assert_eq!(v["server"]["host_id"], h.host_id.as_str(), "{v}");
-    for list in ["tasks", "archivedtasks"] {
-        let t = c.admin.get(&format!("{r}/{list}?obj_id={id}")).await;
-        assert_eq!(t.status, 200, "{t:?}");
-        assert!(!t.body.to_string().contains("Migrate"), "{t:?}");
-    }
 
     start(&c, &id).await;
     let s = booted(&h, &id).await;
@@ -354,4 +344,78 @@ async fn change_config_and_set_password_reach_the_guest_and_cold_migrate_is_refu
         "{s}"
     );
     delete_and_wait(&c, &id).await;
+}
+
+/// Cold migrate of a real guest between two QEMU hosts (each its own
+/// `cloudpods host` process, its own bridge and storage): the disk is
+/// copied host to host, checksummed, and the guest boots on the target
+/// from the moved disk — its boot counter goes on from the source's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cold_migrate_copies_the_disk_to_another_host_and_the_guest_boots_from_it() {
+    cloudpods_testkit::require_qemu();
+    let c = cloud().await;
+    let hosts = [
+        RealHost::start(&c.p, "wire0", 2),
+        RealHost::start(&c.p, "wire0", 2),
+    ];
+    let id = running_guest(&c, "vm-move").await;
+    let r = c.p.region_url();
+    let v = c.admin.get(&format!("{r}/servers/{id}")).await;
+    let on = v.body["server"]["host_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let (src, dst) = if on == hosts[0].host_id {
+        (&hosts[0], &hosts[1])
+    } else {
+        (&hosts[1], &hosts[0])
+    };
+    assert_eq!(src.host_id, on, "the guest is on one of the two hosts");
+    let s = booted(src, &id).await;
+    assert_eq!(num(&s, "MARKER-NOW"), 1, "{s}");
+    assert_eq!(qcow2_files(dst).len(), 0);
+
+    // Running: refused (cold migrate moves stopped guests).
+    let resp = act(&c, &id, "migrate", json!({})).await;
+    assert_error(&resp, 400, "InvalidStatusError");
+    stop(&c, &id).await;
+
+    // Nobody but the region's grant reads a disk export.
+    let disk = disk_ids(&c, &id).await.remove(0);
+    let storage = c.admin.get(&format!("{r}/disks/{disk}")).await.body["disk"]["storage_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let anon = reqwest::Client::new()
+        .get(format!("{}/disks/{storage}/export/{disk}", src.manager_uri))
+        .send()
+        .await
+        .expect("the agent answers");
+    assert_eq!(anon.status(), 401, "an unsigned export");
+
+    act_ok(&c, &id, "migrate", json!({"auto_start": true})).await;
+    let v = c.wait_status(&id, "running", 300).await;
+    assert_eq!(v["server"]["host_id"], dst.host_id.as_str(), "{v}");
+    let s = booted(dst, &id).await;
+    assert_eq!(
+        num(&s, "MARKER-WAS"),
+        1,
+        "the guest boots from the moved disk (the source's boot counter):\n{s}"
+    );
+    assert_eq!(num(&s, "MARKER-NOW"), 2, "{s}");
+    // The source keeps nothing: no disk, no export, no QEMU.
+    assert_eq!(
+        qcow2_files(src),
+        Vec::<std::path::PathBuf>::new(),
+        "source disks left"
+    );
+    assert!(
+        std::fs::read_dir(src.data().join("disks/exports"))
+            .map(|d| d.count() == 0)
+            .unwrap_or(true),
+        "the source's export copy is left"
+    );
+    assert!(src.qemu_pid(&id).is_none());
+    delete_and_wait(&c, &id).await;
+    assert_eq!(qcow2_files(dst).len(), 0, "target disks left");
 }

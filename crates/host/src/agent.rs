@@ -284,6 +284,7 @@ pub fn router(driver: Arc<dyn Driver>, cfg: AgentConfig) -> Router {
         .route("/servers/{id}/vnc", get(server_vnc))
         .route("/servers/{id}/console/{protocol}", get(server_console))
         .route("/disks/{storage}/{action}/{disk}", post(disk_action))
+        .route("/disks/{storage}/export/{disk}", get(disk_export))
         .route(
             "/disks/image_cache",
             get(|State(st): State<AgentState>| async move {
@@ -575,6 +576,67 @@ async fn server_console(
             }
         }
     }
+}
+
+/// `GET /disks/{storage}/export/{disk}`: a stopped guest's disk as one
+/// qcow2 for another host (cold migrate), with its SHA-256 in
+/// `X-Disk-Sha256`. Reached with the region's pre-signed grant for this
+/// path only.
+async fn disk_export(
+    State(st): State<AgentState>,
+    Path((storage, disk)): Path<(String, String)>,
+) -> Response {
+    if let Err(e) = st
+        .cfg
+        .limits()
+        .storage(&storage)
+        .and_then(|_| validate::id("disk", &disk))
+    {
+        return invalid(e);
+    }
+    let export = match st.driver.disk_export(&storage, &disk).await {
+        Ok(x) => x,
+        Err(DriverError(e)) => return error(StatusCode::BAD_REQUEST, "InvalidStatusError", &e),
+    };
+    let file = match tokio::fs::File::open(&export.path).await {
+        Ok(f) => f,
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServerError",
+                &format!("opening the disk copy: {e}"),
+            );
+        }
+    };
+    // A read error ends the body early: the target sees a short copy.
+    let chunks = futures::stream::unfold(Some(file), |f| async move {
+        use tokio::io::AsyncReadExt;
+        let mut f = f?;
+        let mut buf = vec![0u8; 1 << 20];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), Some(f)))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    });
+    (
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/octet-stream".to_string(),
+            ),
+            (axum::http::header::CONTENT_LENGTH, export.size.to_string()),
+            (
+                axum::http::HeaderName::from_static(crate::diskcopy::SHA256_HEADER),
+                export.sha256,
+            ),
+        ],
+        Body::from_stream(chunks),
+    )
+        .into_response()
 }
 
 async fn disk_action(

@@ -11,6 +11,7 @@
 pub mod agent;
 pub mod cmd;
 pub mod console;
+pub mod diskcopy;
 pub mod facts;
 pub mod imagecache;
 pub mod launch;
@@ -81,6 +82,17 @@ pub trait Driver: Send + Sync + 'static {
     }
     async fn disk_create(&self, storage_id: &str, disk_id: &str, disk: &Value) -> DriverResult;
     async fn disk_delete(&self, storage_id: &str, disk_id: &str) -> DriverResult;
+    /// A stand-alone copy of a stopped guest's disk for another host to
+    /// fetch (`GET /disks/{storage}/export/{disk}`, cold migrate).
+    async fn disk_export(
+        &self,
+        _storage_id: &str,
+        disk_id: &str,
+    ) -> Result<diskcopy::DiskExport, DriverError> {
+        Err(DriverError(format!(
+            "disk {disk_id}: this driver cannot export disks"
+        )))
+    }
     async fn disk_resize(&self, storage_id: &str, disk_id: &str, size_mb: i64) -> DriverResult;
     async fn disk_snapshot(
         &self,

@@ -92,6 +92,9 @@ pub struct QemuDriver {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Serialises VNC port picks.
     ports: tokio::sync::Mutex<()>,
+    /// Disk copies from other hosts: no overall timeout (a disk takes as
+    /// long as it takes), a bounded connect.
+    copies: reqwest::Client,
 }
 
 fn io_err(what: &str) -> impl Fn(std::io::Error) -> DriverError + '_ {
@@ -116,6 +119,10 @@ impl QemuDriver {
             net,
             locks: Mutex::new(HashMap::new()),
             ports: tokio::sync::Mutex::new(()),
+            copies: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
         })
     }
 
@@ -146,6 +153,15 @@ impl QemuDriver {
     fn disk_path(&self, disk_id: &str) -> PathBuf {
         self.opts
             .storage_dir
+            .join(format!("{}.qcow2", safe_id(disk_id)))
+    }
+
+    /// Where a disk's copy for another host is made (cold migrate); removed
+    /// with the disk.
+    fn export_path(&self, disk_id: &str) -> PathBuf {
+        self.opts
+            .storage_dir
+            .join("exports")
             .join(format!("{}.qcow2", safe_id(disk_id)))
     }
 
@@ -822,16 +838,16 @@ impl Driver for QemuDriver {
                 self.opts.storage_dir.display()
             )));
         }
-        if disk.get("migrate_from").is_some_and(|m| !m.is_null()) {
-            return Err(DriverError(
-                "copying disks between hosts is not supported by this agent yet".into(),
-            ));
-        }
+        let migrate_from = disk.get("migrate_from").filter(|m| !m.is_null());
         let image = disk["image_id"].as_str().unwrap_or_default();
         let snapshot = disk["snapshot_id"].as_str().unwrap_or_default();
         let tmp = path.with_extension("creating");
         let result = async {
-            let size = if !image.is_empty() {
+            let size = if let Some(from) = migrate_from {
+                // Cold migrate: the source host's copy, checksummed.
+                crate::diskcopy::fetch(&self.copies, from, &tmp).await?;
+                size_mb
+            } else if !image.is_empty() {
                 let img = self.images.get(image).await?;
                 if disk["disk_type"].as_str() != Some("data") && !img.bootable {
                     return Err(DriverError(format!(
@@ -905,7 +921,27 @@ impl Driver for QemuDriver {
         if path.exists() {
             std::fs::remove_file(&path).map_err(io_err("removing disk"))?;
         }
+        let _ = std::fs::remove_file(self.export_path(disk_id));
         Ok(json!({}))
+    }
+
+    async fn disk_export(
+        &self,
+        _storage_id: &str,
+        disk_id: &str,
+    ) -> Result<crate::diskcopy::DiskExport, DriverError> {
+        let lock = self.lock(&format!("disk:{disk_id}"));
+        let _g = lock.lock().await;
+        let path = self.disk_path(disk_id);
+        if !path.exists() {
+            return Err(DriverError(format!("disk {disk_id} does not exist here")));
+        }
+        if let Some(g) = self.user_of_disk(disk_id) {
+            return Err(DriverError(format!(
+                "disk {disk_id} is in use by running guest {g}: stop it to copy the disk"
+            )));
+        }
+        crate::diskcopy::export(&path, &self.export_path(disk_id)).await
     }
 
     async fn disk_resize(&self, _storage_id: &str, disk_id: &str, size_mb: i64) -> DriverResult {

@@ -379,6 +379,25 @@ pub fn disk_spec(d: &Value) -> Result<(), DriverError> {
             Ok(u) if matches!(u.scheme(), "http" | "https") => {}
             _ => return Err(bad(format!("invalid migrate_from.manager_uri {uri:?}"))),
         }
+        // The grant: for a disk export and nothing else.
+        if let Some(a) = m.get("auth").filter(|a| !a.is_null()) {
+            let p = str_of(&a["path"], "migrate_from.auth.path")?;
+            let parts: Vec<&str> = p.split('/').collect();
+            let ok = parts.len() == 5
+                && parts[0].is_empty()
+                && parts[1] == "disks"
+                && parts[3] == "export"
+                && id("storage", parts[2]).is_ok()
+                && id("disk", parts[4]).is_ok();
+            if !ok {
+                return Err(bad(format!("invalid migrate_from.auth.path {p:?}")));
+            }
+            int_in("migrate_from.auth.timestamp", &a["timestamp"], 0, i64::MAX)?;
+            let sig = str_of(&a["signature"], "migrate_from.auth.signature")?;
+            if sig.len() > 128 || !sig.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(bad("invalid migrate_from.auth.signature".to_string()));
+            }
+        }
         // The source's path: lexically sound; the source checks it
         // against its own storage when it serves the copy.
         let p = str_of(&m["disk_path"], "migrate_from.disk_path")?;

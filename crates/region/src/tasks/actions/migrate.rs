@@ -17,7 +17,7 @@ pub(super) async fn migrate(call: Call<'_>) -> Result<()> {
     let src_host = crud::get(region.db.read(), &HOSTS, &src)
         .await?
         .ok_or_else(|| HttpError::invalid_status("the server has no host"))?;
-    refuse_real_migrate(&src_host)?;
+    let family = migrate_family(&src_host)?;
     let mut prefer = String::new();
     if let Some(h) = get_str_any(input, &["prefer_host", "prefer_host_id", "host"]) {
         let host = find_visible(region, ctx, &HOSTS, &h)
@@ -69,8 +69,15 @@ pub(super) async fn migrate(call: Call<'_>) -> Result<()> {
         .next()
         .filter(|c| c.host_id != src && !c.host_id.is_empty())
         .ok_or_else(|| HttpError::insufficient("the scheduler found no other host"))?;
-    if let Some(dst) = crud::get(region.db.read(), &HOSTS, &c.host_id).await? {
-        refuse_real_migrate(&dst)?;
+    if let Some(dst) = crud::get(region.db.read(), &HOSTS, &c.host_id).await?
+        && migrate_family(&dst)? != family
+    {
+        return Err(HttpError::not_supported(format!(
+            "cold migrate from host {} ({family}) to host {} ({}) is not possible: the hypervisors differ",
+            s(&src_host, "name"),
+            s(&dst, "name"),
+            migrate_family(&dst)?
+        )));
     }
     let mut plan = Vec::new();
     for (k, (_, d)) in disks.iter().enumerate() {
@@ -103,27 +110,27 @@ pub(super) async fn migrate(call: Call<'_>) -> Result<()> {
     commit_with_task(region, tx, new_task(ctx, obj, "GuestMigrateTask", params)).await
 }
 
-/// Cold migrate needs the target agent to copy disks from the source
-/// agent, which only the simulated hypervisor does: a host whose agent
-/// registered another driver (`sys_info.driver`, e.g. `qemu/tcg`), or none,
-/// is refused before anything is written.
-pub(super) fn refuse_real_migrate(host: &Row) -> Result<()> {
+/// Which agents can copy disks to each other: `simulated` ones, and QEMU
+/// ones (`qemu/kvm`, `qemu/tcg`: a disk copied as qcow2 boots under
+/// either). A host whose agent registered no driver (or another one) is
+/// refused before anything is written.
+pub(super) fn migrate_family(host: &Row) -> Result<&'static str> {
     let driver = host
         .get("sys_info")
         .map(|v| value_str(v, "driver"))
         .unwrap_or_default();
-    if driver == "simulated" {
-        return Ok(());
+    match driver.as_str() {
+        "simulated" => Ok("simulated"),
+        d if d.starts_with("qemu") => Ok("qemu"),
+        "" => Err(HttpError::not_supported(format!(
+            "cold migrate: host {} has no registered hypervisor driver",
+            s(host, "name")
+        ))),
+        other => Err(HttpError::not_supported(format!(
+            "cold migrate: host {} runs driver {other}, which cannot copy disks",
+            s(host, "name")
+        ))),
     }
-    let what = if driver.is_empty() {
-        "no registered hypervisor driver".to_string()
-    } else {
-        format!("driver {driver}")
-    };
-    Err(HttpError::not_supported(format!(
-        "cold migrate between KVM hosts is not available yet: host {} has {what} (only simulated hosts can migrate)",
-        s(host, "name")
-    )))
 }
 
 /// Move a stopped guest to another host: disks made on the target (the
