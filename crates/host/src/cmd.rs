@@ -34,6 +34,46 @@ where
     }))
 }
 
+/// `qemu-img convert` of `src` into a stand-alone qcow2 `dst` (backing
+/// files flattened). `shared`: read an image a running guest holds
+/// (`-U`; the copy is then crash-consistent).
+pub async fn qcow2_convert(
+    src: &std::path::Path,
+    dst: &std::path::Path,
+    shared: bool,
+) -> Result<(), DriverError> {
+    let mut args = vec!["convert".to_string()];
+    if shared {
+        args.push("-U".into());
+    }
+    args.extend([
+        "-O".to_string(),
+        "qcow2".into(),
+        src.display().to_string(),
+        dst.display().to_string(),
+    ]);
+    run("qemu-img", args).await.map(|_| ())
+}
+
+/// [`qcow2_convert`] into `<dst>.part`, renamed to `dst` once complete (a
+/// failure leaves neither).
+pub async fn qcow2_convert_into(
+    src: &std::path::Path,
+    dst: &std::path::Path,
+    shared: bool,
+) -> Result<(), DriverError> {
+    let tmp = dst.with_extension("part");
+    let made = qcow2_convert(src, &tmp, shared).await;
+    if made.is_ok() && std::fs::rename(&tmp, dst).is_ok() {
+        return Ok(());
+    }
+    let _ = std::fs::remove_file(&tmp);
+    made.and(Err(DriverError(format!(
+        "renaming {} into place failed",
+        tmp.display()
+    ))))
+}
+
 /// Run `prog` feeding `input` on stdin.
 pub async fn run_stdin(prog: &str, args: &[&str], input: &str) -> Result<String, DriverError> {
     use tokio::io::AsyncWriteExt;

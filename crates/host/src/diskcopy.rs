@@ -19,7 +19,6 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::DriverError;
-use crate::cmd::run;
 
 /// The header the source sends the copy's SHA-256 in (lower-case hex).
 pub const SHA256_HEADER: &str = "x-disk-sha256";
@@ -44,25 +43,7 @@ pub async fn export(disk: &Path, out: &Path) -> Result<DiskExport, DriverError> 
             .await
             .map_err(io("creating", dir))?;
     }
-    let tmp = out.with_extension("part");
-    let made = run(
-        "qemu-img",
-        [
-            "convert".to_string(),
-            "-O".into(),
-            "qcow2".into(),
-            disk.display().to_string(),
-            tmp.display().to_string(),
-        ],
-    )
-    .await;
-    if let Err(e) = made {
-        let _ = tokio::fs::remove_file(&tmp).await;
-        return Err(e);
-    }
-    tokio::fs::rename(&tmp, out)
-        .await
-        .map_err(io("renaming", &tmp))?;
+    crate::cmd::qcow2_convert_into(disk, out, false).await?;
     let (sha256, size) = file_sha256(out).await?;
     Ok(DiskExport {
         path: out.to_path_buf(),

@@ -857,17 +857,7 @@ impl Driver for QemuDriver {
                 self.create_from_image(&tmp, &img, size_mb).await?
             } else if !snapshot.is_empty() {
                 let snap = self.snapshot_path(snapshot);
-                run(
-                    "qemu-img",
-                    [
-                        "convert".to_string(),
-                        "-O".into(),
-                        "qcow2".into(),
-                        snap.display().to_string(),
-                        tmp.display().to_string(),
-                    ],
-                )
-                .await?;
+                crate::cmd::qcow2_convert(&snap, &tmp, false).await?;
                 if size_mb > 0 {
                     let _ = run(
                         "qemu-img",
@@ -1003,26 +993,8 @@ impl Driver for QemuDriver {
         }
         let snap = self.snapshot_path(snapshot_id);
         if !snap.exists() {
-            let tmp = snap.with_extension("creating");
-            // -U: a running guest holds the image's lock; the copy is then
-            // crash-consistent.
-            let r = run(
-                "qemu-img",
-                [
-                    "convert".to_string(),
-                    "-U".into(),
-                    "-O".into(),
-                    "qcow2".into(),
-                    path.display().to_string(),
-                    tmp.display().to_string(),
-                ],
-            )
-            .await;
-            if let Err(e) = r {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e);
-            }
-            std::fs::rename(&tmp, &snap).map_err(io_err("snapshot"))?;
+            // Shared: a running guest holds the image's lock.
+            crate::cmd::qcow2_convert_into(&path, &snap, true).await?;
         }
         Ok(json!({"location": snap.display().to_string()}))
     }
