@@ -207,6 +207,17 @@ impl Gateway {
     }
 }
 
+/// One path segment of a URL to a service, percent-encoded (ids keep their
+/// dashes).
+pub fn segment(s: &str) -> String {
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
+}
+
 /// The catalog type of a policy service.
 pub fn catalog_type(service: &str) -> &str {
     match service {

@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 
 use crate::auth::upstream_error;
 use crate::error::{GatewayError, Result};
+use crate::segment;
 use crate::{Caller, Gateway, catalog_type, check_same_origin};
 
 /// Largest JSON body the resource proxy reads (uploads go through the
@@ -201,10 +202,6 @@ fn with_query(url: String, q: &str) -> String {
     }
 }
 
-fn enc(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
-
 /// A bare body wrapped in the resource's keyword, as services expect it.
 fn wrap(keyword: &str, body: Option<Value>) -> Value {
     match body {
@@ -251,8 +248,8 @@ async fn resource(
         let mut items = Vec::new();
         for id in &ids {
             let url = match rest {
-                [action] => format!("{base}/{}/{}", enc(id), enc(action)),
-                _ => format!("{base}/{}", enc(id)),
+                [action] => format!("{base}/{}/{}", segment(id), segment(action)),
+                _ => format!("{base}/{}", segment(id)),
             };
             let b = is_write.then(|| wrap(kw, body.clone()));
             let (st, v) = call(gw, c, method.clone(), &with_query(url, &q), b).await?;
@@ -260,7 +257,7 @@ async fn resource(
         }
         return Ok(multi_status(items));
     }
-    let path: String = rest.iter().map(|s| format!("/{}", enc(s))).collect();
+    let path: String = rest.iter().map(|s| format!("/{}", segment(s))).collect();
     let url = with_query(format!("{base}{path}"), &q);
     match (&method, rest) {
         (&Method::POST, []) => {
@@ -394,7 +391,7 @@ async fn backend(
     body: Body,
 ) -> Result<Response> {
     let base = gw.endpoint(&c.token, service).await?;
-    let path: String = rest.iter().map(|s| format!("/{}", enc(s))).collect();
+    let path: String = rest.iter().map(|s| format!("/{}", segment(s))).collect();
     let url = with_query(format!("{base}{path}"), query);
     let mut req = gw
         .http

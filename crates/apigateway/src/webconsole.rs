@@ -44,12 +44,6 @@ use crate::{Gateway, auth, catalog_type, check_origin, check_same_origin};
 const TICKET_AAD: &[u8] = b"cloudpods-apigateway-console-ticket-v1";
 /// How long a ticket opens consoles (reconnects included).
 const TICKET_SECS: i64 = 600;
-/// What a path segment escapes (ids keep their dashes).
-const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
 /// Pings to the browser keep proxies from closing an idle console.
 const PING_EVERY: Duration = Duration::from_secs(20);
 
@@ -104,7 +98,7 @@ struct AgentTicket {
 
 async fn agent_ticket(gw: &Gateway, token: &str, id: &str, protocol: &str) -> Result<AgentTicket> {
     let region = gw.endpoint(token, catalog_type("compute")).await?;
-    let id_enc = percent_encoding::utf8_percent_encode(id, SEGMENT);
+    let id_enc = crate::segment(id);
     let resp = gw
         .http
         // `protocol` is vnc or serial: checked where it came in.
@@ -154,7 +148,7 @@ async fn open_inner(gw: &Gateway, id: &str, headers: &HeaderMap, body: &[u8]) ->
     };
     let sealed = gw.sealer.seal_as(TICKET_AAD, &ticket)?;
     let origin = auth::api_server(headers);
-    let id_enc = percent_encoding::utf8_percent_encode(id, SEGMENT);
+    let id_enc = crate::segment(id);
     let params: String = form_urlencoded::Serializer::new(String::new())
         .append_pair("access_token", &sealed)
         .append_pair("api_server", &origin)

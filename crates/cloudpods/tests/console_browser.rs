@@ -14,39 +14,15 @@
 mod cloud_aws_common;
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use common::gateway::*;
 use common::*;
 use serde_json::json;
 
-fn web_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../web")
-}
-
-/// Fail with the script's output and the platform's log tail unless the
-/// browser script passed.
-fn assert_passed(out: Output, p: &Platform) {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    assert!(
-        out.status.success() && stdout.contains("steps passed"),
-        "the browser test failed:\n{stdout}\n{stderr}\n--- platform log tail ---\n{}",
-        tail(&p.log(), 60)
-    );
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn console_in_chromium() {
-    cloudpods_testkit::require_program("chromium", "apt-get install chromium");
-    cloudpods_testkit::require_program("node", "Node.js 20");
-    let web = web_dir();
-    cloudpods_testkit::require(
-        web.join("node_modules/playwright-core").is_dir(),
-        "web/node_modules/playwright-core (cd web && npm ci; scripts/web-check runs it)",
-    );
+    let web = browser_test_web_dir();
     let moto = cloud_aws_common::moto();
     // An instance in the cloud before the account exists: the console must
     // list it after the first sync.
@@ -101,7 +77,7 @@ async fn console_in_chromium() {
             .output()
             .expect("run node web/e2e/console.mjs")
     };
-    assert_passed(run("all", p.gateway_url()), &p);
+    assert_browser_passed(run("all", p.gateway_url()), &tail(&p.log(), 60));
 
     // The wizard's guest runs on the simulated hypervisor, which has no
     // consoles: opening one says so (a real guest's are in console_qemu).
@@ -143,10 +119,5 @@ async fn console_in_chromium() {
     p.kill();
     std::fs::remove_file(p.data_dir().join("apigateway.key")).expect("the gateway key file");
     p.restart();
-    assert_passed(run("stale", p.gateway_url()), &p);
-}
-
-fn tail(s: &str, lines: usize) -> String {
-    let v: Vec<&str> = s.lines().collect();
-    v[v.len().saturating_sub(lines)..].join("\n")
+    assert_browser_passed(run("stale", p.gateway_url()), &tail(&p.log(), 60));
 }

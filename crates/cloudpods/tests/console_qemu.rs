@@ -269,13 +269,7 @@ async fn vnc_and_serial_consoles_of_a_real_guest_through_the_gateway() {
 
 /// web/e2e/vm-console.mjs in Chromium against this guest.
 async fn run_browser(c: &Cloud, id: &str) {
-    cloudpods_testkit::require_program("chromium", "apt-get install chromium");
-    cloudpods_testkit::require_program("node", "Node.js 20");
-    let web = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../web");
-    cloudpods_testkit::require(
-        web.join("node_modules/playwright-core").is_dir(),
-        "web/node_modules/playwright-core (cd web && npm ci; scripts/web-check runs it)",
-    );
+    let web = browser_test_web_dir();
     let scratch = tempfile::tempdir().expect("tempdir");
     let shots = std::env::var("CONSOLE_SCREENSHOTS")
         .ok()
@@ -298,12 +292,5 @@ async fn run_browser(c: &Cloud, id: &str) {
     .await
     .expect("join")
     .expect("run node web/e2e/vm-console.mjs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "the console browser test failed:\n{stdout}\n{stderr}"
-    );
-    assert!(stdout.contains("steps passed"), "{stdout}\n{stderr}");
+    assert_browser_passed(out, &tail(&c.p.log(), 60));
 }

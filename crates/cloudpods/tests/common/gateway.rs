@@ -95,3 +95,35 @@ pub fn session_cookie(set: &[String]) -> Option<String> {
         (!v.is_empty()).then(|| v.to_string())
     })
 }
+
+/// The console's sources (`web/`), after checking what the browser tests
+/// need: Chromium, Node.js and playwright-core (`npm ci`, which
+/// scripts/web-check runs).
+pub fn browser_test_web_dir() -> std::path::PathBuf {
+    cloudpods_testkit::require_program("chromium", "apt-get install chromium");
+    cloudpods_testkit::require_program("node", "Node.js 20");
+    let web = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../web");
+    cloudpods_testkit::require(
+        web.join("node_modules/playwright-core").is_dir(),
+        "web/node_modules/playwright-core (cd web && npm ci; scripts/web-check runs it)",
+    );
+    web
+}
+
+/// Fail with the script's output (and `log`, the platform's log tail)
+/// unless a web/e2e script passed every step.
+pub fn assert_browser_passed(out: std::process::Output, log: &str) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(
+        out.status.success() && stdout.contains("steps passed"),
+        "the browser test failed:\n{stdout}\n{stderr}\n--- platform log tail ---\n{log}"
+    );
+}
+
+/// The last `lines` lines of `s`.
+pub fn tail(s: &str, lines: usize) -> String {
+    let v: Vec<&str> = s.lines().collect();
+    v[v.len().saturating_sub(lines)..].join("\n")
+}
