@@ -70,6 +70,19 @@ fn mac(key: &[u8], s: &Signed<'_>) -> HmacSha256 {
     m
 }
 
+/// A key for one purpose derived from an agent secret (HMAC-SHA256 of
+/// `label`, hex): the pre-shared key of one live migration, recomputed on
+/// every retry and never stored.
+pub fn derive_key(key: &[u8], label: &str) -> String {
+    let mut m = match <HmacSha256 as KeyInit>::new_from_slice(key) {
+        Ok(m) => m,
+        Err(_) => unreachable!("hmac takes any key length"),
+    };
+    m.update(b"cloudpods-derived-key-v1\n");
+    m.update(label.as_bytes());
+    hex::encode(m.finalize().into_bytes())
+}
+
 /// The hex signature of a request.
 pub fn sign(key: &[u8], s: &Signed<'_>) -> String {
     hex::encode(mac(key, s).finalize().into_bytes())

@@ -35,6 +35,9 @@ pub mod status {
     pub const START_MIGRATE: &str = "start_migrate";
     pub const MIGRATING: &str = "migrating";
     pub const MIGRATE_FAILED: &str = "migrate_failed";
+    pub const START_LIVE_MIGRATE: &str = "start_live_migrate";
+    pub const LIVE_MIGRATING: &str = "live_migrating";
+    pub const LIVE_MIGRATE_FAILED: &str = "live_migrate_failed";
     pub const REBUILD_ROOT: &str = "rebuild_root";
     pub const REBUILD_ROOT_FAIL: &str = "rebuild_root_fail";
     pub const ATTACH_DISK: &str = "attach_disk";

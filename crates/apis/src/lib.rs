@@ -11,6 +11,7 @@ pub mod filter;
 pub mod identity;
 pub mod image;
 pub mod lenient;
+pub mod livemigrate;
 pub mod querystring;
 pub mod scheduler;
 pub mod time;

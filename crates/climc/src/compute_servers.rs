@@ -661,6 +661,16 @@ static MIGRATE: ActCmd = ActCmd {
     ],
     target: Target::Statuses(&["ready"]),
 };
+static LIVE_MIGRATE: ActCmd = ActCmd {
+    action: "live-migrate",
+    multi: false,
+    opts: &[Opt::string(
+        "prefer-host",
+        "prefer_host",
+        "Target host (id or name); the scheduler picks one otherwise",
+    )],
+    target: Target::Statuses(&["running"]),
+};
 
 // ---------------------------------------------------------------------------
 // specs
@@ -776,6 +786,11 @@ pub static COMMANDS: &[CustomCmd] = &[
         "server-migrate",
         "Move a stopped server to another host (admin)",
         MIGRATE
+    ),
+    act!(
+        "server-live-migrate",
+        "Move a running server to another host without stopping it (admin)",
+        LIVE_MIGRATE
     ),
     CustomCmd {
         name: "server-vnc",

@@ -205,6 +205,7 @@ pub async fn start(
                 other => anyhow::bail!("--accel must be auto, kvm or tcg, not {other}"),
             };
             opts.vnc_host = cfg.catalog_host();
+            opts.migrate_address = cfg.catalog_host();
             opts.nft_table = args.nft_table.clone();
             opts.cpu_model = args.cpu_model.clone();
             let d = QemuDriver::new(opts, images).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -628,6 +628,7 @@ fn actions_of(plural: &str) -> &'static [&'static str] {
             "deploy",
             "reset-password",
             "migrate",
+            "live-migrate",
             "add-secgroup",
             "del-secgroup",
             "revoke-secgroup",

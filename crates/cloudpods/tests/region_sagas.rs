@@ -32,6 +32,7 @@ const ELSEWHERE: &[&str] = &[
     "GuestRebuildRootTask",
     "GuestDeployTask",
     "GuestMigrateTask",
+    "GuestLiveMigrateTask",
     "GuestSyncConfigTask",
     "AgentRequestTask",
     "SnapshotCreateTask",

@@ -1077,6 +1077,10 @@ const SAGAS: &[(&str, &[&str])] = &[
         "GuestMigrateTask",
         &["prepare", "disks", "deploy", "switch", "cleanup", "finish"],
     ),
+    (
+        "GuestLiveMigrateTask",
+        &["prepare", "target", "send", "resume", "cleanup", "finish"],
+    ),
     ("GuestSyncConfigTask", &["sync"]),
     ("AgentRequestTask", &["request"]),
 ];
@@ -1283,6 +1287,55 @@ async fn saga_case(lab: &saga::Lab, task: &str, fail: Option<&str>) {
                     )
                     .await;
                 assert_eq!(st(&t), "complete");
+            }
+        }
+        "GuestLiveMigrateTask" => {
+            let g = lab.create("h1", &[512, 256], true).await;
+            let disks = lab.disks(&g).await;
+            let on_h2 = lab.hosts[1].1.disk_count();
+            let t = lab
+                .perform(&g, "live-migrate", json!({"prefer_host": "h2"}), task)
+                .await;
+            let guest = lab.guest(&g).await;
+            assert_eq!(lab.disks(&g).await, disks, "{what}");
+            // Before the source answered `send` the guest stays on h1 and the
+            // target's half is undone; after it the guest lives on h2 whatever
+            // fails (the records moved, the target resumed).
+            let moved = ok || matches!(fail, Some("resume" | "cleanup" | "finish"));
+            let want = if ok {
+                ("complete", "running")
+            } else {
+                ("failed", "live_migrate_failed")
+            };
+            assert_eq!((st(&t), st(&guest)), want, "{what}");
+            let (host, storage) = if moved { ("h2", "st2") } else { ("h1", "st1") };
+            assert_eq!(guest["host_id"], host, "{what}");
+            for d in &disks {
+                assert_eq!(
+                    lab.disk(d).await.expect("disk")["storage_id"],
+                    storage,
+                    "{what}"
+                );
+            }
+            let sims = |h: usize| {
+                let sim = lab.hosts[h].1.clone();
+                let g = g.clone();
+                async move {
+                    cloudpods_host::Driver::guests(sim.as_ref())
+                        .await
+                        .into_iter()
+                        .find(|(id, _)| *id == g)
+                        .map(|(_, s)| s)
+                }
+            };
+            if moved {
+                assert_eq!(sims(1).await.as_deref(), Some("running"), "{what}");
+                assert_eq!(lab.hosts[1].1.disk_count(), on_h2 + 2, "{what}");
+                assert_eq!(sims(0).await, None, "{what}: the source's guest is left");
+            } else {
+                assert_eq!(sims(0).await.as_deref(), Some("running"), "{what}");
+                assert_eq!(sims(1).await, None, "{what}: the target's guest is left");
+                assert_eq!(lab.hosts[1].1.disk_count(), on_h2, "{what}");
             }
         }
         "GuestSyncConfigTask" => {

@@ -468,6 +468,17 @@ fn check_disk(
     Ok(())
 }
 
+/// The typed `params` of a live-migration action, checked.
+fn live_params<T: serde::de::DeserializeOwned>(
+    body: &Value,
+    check: impl Fn(&T) -> Result<(), String>,
+) -> Result<T, DriverError> {
+    let p: T = serde_json::from_value(body["params"].clone())
+        .map_err(|e| DriverError(format!("invalid live-migration parameters: {e}")))?;
+    check(&p).map_err(DriverError)?;
+    Ok(p)
+}
+
 async fn server_action(
     State(st): State<AgentState>,
     Path((id, action)): Path<(String, String)>,
@@ -498,6 +509,29 @@ async fn server_action(
             "reset" => Box::pin(async move { d.reset(&id).await }),
             "sync" => Box::pin(async move { d.sync(&id, &desc).await }),
             "delete" => Box::pin(async move { d.delete(&id).await }),
+            "live-migrate-info" => {
+                Box::pin(async move { d.live_migrate_info(&id).await.map(|v| json!(v)) })
+            }
+            "live-migrate-prepare" => {
+                let p = match live_params::<crate::livemigrate::Prepare>(&body, |p| p.check()) {
+                    Ok(p) => p,
+                    Err(e) => return invalid(e),
+                };
+                Box::pin(async move {
+                    d.live_migrate_prepare(&id, &desc, &p)
+                        .await
+                        .map(|v| json!(v))
+                })
+            }
+            "live-migrate" => {
+                let p = match live_params::<crate::livemigrate::Send>(&body, |p| p.check()) {
+                    Ok(p) => p,
+                    Err(e) => return invalid(e),
+                };
+                Box::pin(async move { d.live_migrate_send(&id, &p).await.map(|v| json!(v)) })
+            }
+            "live-migrate-resume" => Box::pin(async move { d.live_migrate_resume(&id).await }),
+            "live-migrate-cancel" => Box::pin(async move { d.live_migrate_cancel(&id).await }),
             other => {
                 return error(
                     StatusCode::NOT_FOUND,

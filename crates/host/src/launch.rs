@@ -90,6 +90,11 @@ impl GuestPaths {
     pub fn seed(&self) -> PathBuf {
         self.dir.join("seed.iso")
     }
+    /// A live migration's pre-shared key (`keys.psk`, 0600), only while one
+    /// runs.
+    pub fn migrate_tls(&self) -> PathBuf {
+        self.dir.join("migrate-tls")
+    }
 }
 
 /// A QEMU node / device id from a disk id (letters first, at most 31).
@@ -129,7 +134,14 @@ pub struct LaunchSpec<'a> {
     pub seed: Option<&'a Path>,
     /// The agent's `-cpu` when the desc names none.
     pub default_cpu_model: Option<&'a str>,
+    /// A live migration's target: wait paused for the memory (`-incoming
+    /// defer -S`), with the migration's TLS pre-shared key in this
+    /// directory (`keys.psk`).
+    pub incoming: Option<&'a Path>,
 }
+
+/// The QEMU object id of a live migration's TLS credentials.
+pub const MIGRATE_TLS_ID: &str = "cpmig0";
 
 /// The QEMU arguments.
 pub fn qemu_args(s: &LaunchSpec<'_>) -> Result<Vec<String>, DriverError> {
@@ -258,6 +270,18 @@ pub fn qemu_args(s: &LaunchSpec<'_>) -> Result<Vec<String>, DriverError> {
             "virtio-blk-pci,drive=cidata,id=cidatadev",
         ]);
     }
+    if let Some(dir) = s.incoming {
+        push(&[
+            "-object",
+            &format!(
+                "tls-creds-psk,id={MIGRATE_TLS_ID},endpoint=server,dir={}",
+                escape_opt(&dir.display().to_string())
+            ),
+            "-incoming",
+            "defer",
+            "-S",
+        ]);
+    }
     for nic in s.nics {
         crate::validate::mac(&nic.mac)?;
         crate::validate::ifname("tap", &nic.tap)?;
@@ -344,6 +368,7 @@ mod tests {
             vnc_port: 5907,
             seed: None,
             default_cpu_model: None,
+            incoming: None,
         })
         .unwrap();
         let line = args.join(" ");
@@ -368,6 +393,7 @@ mod tests {
             vnc_port: 5907,
             seed: None,
             default_cpu_model: None,
+            incoming: None,
         });
         assert!(refused.is_err());
         let script = startvm_script("qemu-system-x86_64", &args, &paths);

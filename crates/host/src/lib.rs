@@ -47,6 +47,14 @@ impl DriverError {
 
 pub type DriverResult = Result<Value, DriverError>;
 
+pub use cloudpods_apis::livemigrate;
+
+fn not_live(id: &str) -> DriverError {
+    DriverError(format!(
+        "guest {id}: this hypervisor driver cannot live-migrate"
+    ))
+}
+
 /// What the agent does for each protocol action.
 #[async_trait]
 pub trait Driver: Send + Sync + 'static {
@@ -116,6 +124,38 @@ pub trait Driver: Send + Sync + 'static {
         Err(DriverError(
             "disk reset is not supported by this driver".into(),
         ))
+    }
+    /// Live migration, source side: the running guest's disks and sizes.
+    async fn live_migrate_info(&self, id: &str) -> Result<livemigrate::SourceInfo, DriverError> {
+        Err(not_live(id))
+    }
+    /// Live migration, target side: make the disks, start the guest
+    /// waiting for its memory, serve the disks to the source.
+    async fn live_migrate_prepare(
+        &self,
+        id: &str,
+        _desc: &Value,
+        _p: &livemigrate::Prepare,
+    ) -> Result<livemigrate::Target, DriverError> {
+        Err(not_live(id))
+    }
+    /// Live migration, source side: mirror the disks, move the memory;
+    /// when it answers the guest is paused on the target and gone here.
+    async fn live_migrate_send(
+        &self,
+        id: &str,
+        _p: &livemigrate::Send,
+    ) -> Result<livemigrate::Stats, DriverError> {
+        Err(not_live(id))
+    }
+    /// Live migration, target side: the disks are complete, run the guest.
+    async fn live_migrate_resume(&self, id: &str) -> DriverResult {
+        Err(not_live(id))
+    }
+    /// Live migration, source side: stop a migration that has not finished
+    /// (the guest keeps running here).
+    async fn live_migrate_cancel(&self, id: &str) -> DriverResult {
+        Err(not_live(id))
     }
     /// Guests this driver knows about, with their status (re-adoption).
     async fn guests(&self) -> Vec<(String, String)>;

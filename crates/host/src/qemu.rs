@@ -30,6 +30,8 @@ use crate::seed::Seed;
 use crate::validate::{self, Roots};
 use crate::{Driver, DriverError, DriverResult};
 
+mod migrate;
+
 /// Configuration of the QEMU driver.
 #[derive(Debug, Clone)]
 pub struct QemuOptions {
@@ -53,6 +55,9 @@ pub struct QemuOptions {
     /// `-cpu` for guests whose desc names none (`None`: `host` under KVM,
     /// `qemu64` under TCG).
     pub cpu_model: Option<String>,
+    /// This host's management address: where a live migration's target
+    /// listens for the memory and the disks.
+    pub migrate_address: String,
 }
 
 impl QemuOptions {
@@ -68,6 +73,7 @@ impl QemuOptions {
             nft_table: "cloudpods".into(),
             start_timeout: Duration::from_secs(30),
             cpu_model: None,
+            migrate_address: "127.0.0.1".into(),
         }
     }
 }
@@ -82,6 +88,13 @@ struct GuestState {
     stop_requested: bool,
     /// Status last reported to the region (to notice changes).
     last_status: String,
+    /// A live migration's target: what it listens on until resumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    incoming: Option<crate::livemigrate::Target>,
+    /// A live migration's source after the move: its result, for a retried
+    /// request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    migrated_out: Option<crate::livemigrate::Stats>,
 }
 
 pub struct QemuDriver {
@@ -342,6 +355,12 @@ impl QemuDriver {
     }
 
     async fn launch(&self, id: &str, desc: &Value) -> Result<(), DriverError> {
+        self.launch_with(id, desc, false).await
+    }
+
+    /// Launch QEMU; with `incoming` paused, waiting for a live migration's
+    /// memory (the TLS key is in `migrate_tls()`).
+    async fn launch_with(&self, id: &str, desc: &Value, incoming: bool) -> Result<(), DriverError> {
         let p = self.paths(id);
         let disks = self.launch_disks(desc)?;
         let nics = Nic::from_desc(desc)?;
@@ -367,6 +386,7 @@ impl QemuDriver {
             vnc_port,
             seed: seed.exists().then_some(seed.as_path()),
             default_cpu_model: self.opts.cpu_model.as_deref(),
+            incoming: incoming.then(|| p.migrate_tls()).as_deref(),
         })?;
         let script = launch::startvm_script(&self.opts.qemu, &args, &p);
         write_atomic(&p.startvm(), &script)?;
@@ -411,7 +431,7 @@ impl QemuDriver {
             }
             if p.qmp().exists()
                 && let Ok(st) = qmp::run(&p.qmp(), "query-status", None).await
-                && st["running"] == json!(true)
+                && (st["running"] == json!(true) || (incoming && st["status"] == "inmigrate"))
             {
                 if let Ok(v) = qmp::run(&p.qmp(), "query-vnc", None).await
                     && let Some(port) = v["service"].as_str().and_then(|s| s.parse::<u16>().ok())
@@ -1031,6 +1051,38 @@ impl Driver for QemuDriver {
         std::fs::copy(&snap, &tmp).map_err(io_err("disk reset"))?;
         std::fs::rename(&tmp, &path).map_err(io_err("disk reset"))?;
         Ok(json!({}))
+    }
+
+    async fn live_migrate_info(
+        &self,
+        id: &str,
+    ) -> Result<crate::livemigrate::SourceInfo, DriverError> {
+        self.lm_info(id).await
+    }
+
+    async fn live_migrate_prepare(
+        &self,
+        id: &str,
+        desc: &Value,
+        p: &crate::livemigrate::Prepare,
+    ) -> Result<crate::livemigrate::Target, DriverError> {
+        self.lm_prepare(id, desc, p).await
+    }
+
+    async fn live_migrate_send(
+        &self,
+        id: &str,
+        p: &crate::livemigrate::Send,
+    ) -> Result<crate::livemigrate::Stats, DriverError> {
+        self.lm_send(id, p).await
+    }
+
+    async fn live_migrate_resume(&self, id: &str) -> DriverResult {
+        self.lm_resume(id).await
+    }
+
+    async fn live_migrate_cancel(&self, id: &str) -> DriverResult {
+        self.lm_cancel(id).await
     }
 
     async fn guests(&self) -> Vec<(String, String)> {

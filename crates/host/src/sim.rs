@@ -240,6 +240,72 @@ impl Driver for SimDriver {
         Ok(json!({}))
     }
 
+    async fn live_migrate_info(
+        &self,
+        id: &str,
+    ) -> Result<crate::livemigrate::SourceInfo, DriverError> {
+        self.act("live_migrate_info").await?;
+        self.known(id)?;
+        // Simulated disks have no exact size: the region uses its own.
+        Ok(crate::livemigrate::SourceInfo::default())
+    }
+
+    async fn live_migrate_prepare(
+        &self,
+        id: &str,
+        _desc: &Value,
+        p: &crate::livemigrate::Prepare,
+    ) -> Result<crate::livemigrate::Target, DriverError> {
+        self.act("live_migrate_prepare").await?;
+        let dir = self.storage_dir();
+        let mut paths = std::collections::BTreeMap::new();
+        self.with(|s| {
+            for d in &p.disks {
+                s.disks
+                    .insert(d.disk_id.clone(), (d.virtual_size >> 20) as i64);
+                paths.insert(
+                    d.disk_id.clone(),
+                    dir.join(&d.disk_id).display().to_string(),
+                );
+            }
+            s.guests.insert(id.to_string(), "ready".into());
+        });
+        Ok(crate::livemigrate::Target {
+            host: "127.0.0.1".into(),
+            migrate_port: 49152,
+            nbd_port: 49153,
+            disk_paths: paths,
+        })
+    }
+
+    async fn live_migrate_send(
+        &self,
+        id: &str,
+        _p: &crate::livemigrate::Send,
+    ) -> Result<crate::livemigrate::Stats, DriverError> {
+        self.act("live_migrate_send").await?;
+        self.known(id)?;
+        self.with(|s| s.guests.insert(id.to_string(), "ready".into()));
+        Ok(crate::livemigrate::Stats::default())
+    }
+
+    async fn live_migrate_resume(&self, id: &str) -> DriverResult {
+        self.act("live_migrate_resume").await?;
+        self.known(id)?;
+        self.with(|s| s.guests.insert(id.to_string(), "running".into()));
+        Ok(json!({"status": "running"}))
+    }
+
+    async fn live_migrate_cancel(&self, id: &str) -> DriverResult {
+        self.act("live_migrate_cancel").await?;
+        self.with(|s| {
+            if let Some(st) = s.guests.get_mut(id) {
+                *st = "running".into();
+            }
+        });
+        Ok(json!({}))
+    }
+
     async fn guests(&self) -> Vec<(String, String)> {
         self.with(|s| {
             s.guests

@@ -59,6 +59,13 @@ impl Agent {
         Ok(serde_json::json!({"timestamp": ts, "signature": sig}))
     }
 
+    /// A key for one purpose derived from this agent's secret (the
+    /// pre-shared key of a live migration from this host): recomputed,
+    /// never stored or logged.
+    pub fn derive(&self, label: &str) -> Result<String, TaskError> {
+        Ok(agent_auth::derive_key(&self.key()?, label))
+    }
+
     fn key(&self) -> Result<Vec<u8>, TaskError> {
         if self.uri.is_empty() {
             return Err(TaskError::new(

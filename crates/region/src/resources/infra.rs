@@ -1257,6 +1257,45 @@ impl Infra {
         ))
     }
 
+    /// Live-migrate each running guest off host `id`: per guest
+    /// `{id, name, status, moving, reason}`.
+    async fn evacuate(&self, ctx: &Ctx, id: &str) -> Result<Vec<Value>> {
+        let spec = cloudpods_db::ListSpec {
+            conds: vec![crud::eq("host_id", id)],
+            ..Default::default()
+        };
+        let (guests, _) = crud::list(self.db(), &GUESTS, &spec).await?;
+        let mut out = Vec::new();
+        for g in guests {
+            let st = s(&g, "status");
+            let (moving, reason) = if st != cloudpods_apis::compute::status::RUNNING {
+                (
+                    false,
+                    format!(
+                        "status {st}: only running guests move live (cold-migrate a stopped one)"
+                    ),
+                )
+            } else {
+                let call = crate::tasks::Call {
+                    region: &self.region,
+                    ctx,
+                    obj: &g,
+                    action: "live-migrate",
+                    input: &Object::new(),
+                };
+                match crate::tasks::actions::perform(call).await {
+                    Ok(_) => (true, String::new()),
+                    Err(e) => (false, e.details),
+                }
+            };
+            out.push(
+                json!({"id": s(&g, "id"), "name": s(&g, "name"), "status": st,
+                            "moving": moving, "reason": reason}),
+            );
+        }
+        Ok(out)
+    }
+
     async fn vpc_of_wire(&self, wire_id: &str) -> Result<Row> {
         let wire = crud::get(self.db().read(), &WIRES, wire_id)
             .await?
@@ -1912,13 +1951,18 @@ impl Infra {
                 }
                 self.reload(&id).await
             }
-            // The flag only: moving the guests away is the operator's (or a
-            // migrate task's) job.
+            // Maintenance: no new guests here (the scheduler skips the
+            // host), and each running guest is live-migrated away; the
+            // answer says, per guest, what moves and what cannot.
             ("host", "host-maintenance" | "host-exit-maintenance") => {
                 let mut ch = Row::new();
                 ch.insert("is_maintenance".into(), json!(action == "host-maintenance"));
                 crud::update(db.write(), &HOSTS, &id, &ch).await?;
-                self.reload(&id).await
+                let mut out = self.reload(&id).await?;
+                if action == "host-maintenance" {
+                    out["guests"] = Value::Array(self.evacuate(ctx, &id).await?);
+                }
+                Ok(out)
             }
             ("storage", "online" | "offline") => {
                 store::set_status(db, &STORAGES, &id, action, None).await?;

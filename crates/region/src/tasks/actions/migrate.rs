@@ -12,12 +12,49 @@ pub(super) async fn migrate(call: Call<'_>) -> Result<()> {
         ));
     }
     require_status(obj, ACTION, &[status::READY])?;
+    let m = plan_move(region, ctx, obj, input, "cold migrate").await?;
+    let (src, c, plan) = (m.src_host_id, m.dst_host_id, m.disks);
+    let mut tx = region.db.begin().await?;
+    guest_cas(
+        region,
+        &mut tx,
+        obj,
+        ACTION,
+        &[status::READY],
+        status::START_MIGRATE,
+    )
+    .await?;
+    let params = json!({
+        "prev_status": status::READY, "src_host_id": src, "dst_host_id": c,
+        "disks": plan, "auto_start": flag(input, "auto_start")?,
+    });
+    commit_with_task(region, tx, new_task(ctx, obj, "GuestMigrateTask", params)).await
+}
+
+/// Where a guest moves to and what moves with it.
+pub(super) struct MovePlan {
+    pub src_host_id: String,
+    pub dst_host_id: String,
+    /// Per disk: id, source and target storage, source path, size…
+    pub disks: Vec<Value>,
+}
+
+/// Pick the target host of a migration (`prefer_host`, else the
+/// scheduler, never the source) with a storage for each disk; `what` names
+/// the operation in refusals (`cold migrate`, `live migrate`).
+pub(super) async fn plan_move(
+    region: &Arc<Region>,
+    ctx: &Ctx,
+    obj: &Row,
+    input: &Object,
+    what: &str,
+) -> Result<MovePlan> {
     let gid = s(obj, "id");
     let src = s(obj, "host_id");
     let src_host = crud::get(region.db.read(), &HOSTS, &src)
         .await?
         .ok_or_else(|| HttpError::invalid_status("the server has no host"))?;
-    let family = migrate_family(&src_host)?;
+    let family = migrate_family(&src_host, what)?;
     let mut prefer = String::new();
     if let Some(h) = get_str_any(input, &["prefer_host", "prefer_host_id", "host"]) {
         let host = find_visible(region, ctx, &HOSTS, &h)
@@ -70,13 +107,13 @@ pub(super) async fn migrate(call: Call<'_>) -> Result<()> {
         .filter(|c| c.host_id != src && !c.host_id.is_empty())
         .ok_or_else(|| HttpError::insufficient("the scheduler found no other host"))?;
     if let Some(dst) = crud::get(region.db.read(), &HOSTS, &c.host_id).await?
-        && migrate_family(&dst)? != family
+        && migrate_family(&dst, what)? != family
     {
         return Err(HttpError::not_supported(format!(
-            "cold migrate from host {} ({family}) to host {} ({}) is not possible: the hypervisors differ",
+            "{what} from host {} ({family}) to host {} ({}) is not possible: the hypervisors differ",
             s(&src_host, "name"),
             s(&dst, "name"),
-            migrate_family(&dst)?
+            migrate_family(&dst, what)?
         )));
     }
     let mut plan = Vec::new();
@@ -93,28 +130,18 @@ pub(super) async fn migrate(call: Call<'_>) -> Result<()> {
             "template_id": s(d, "template_id"), "disk_type": s(d, "disk_type"),
         }));
     }
-    let mut tx = region.db.begin().await?;
-    guest_cas(
-        region,
-        &mut tx,
-        obj,
-        ACTION,
-        &[status::READY],
-        status::START_MIGRATE,
-    )
-    .await?;
-    let params = json!({
-        "prev_status": status::READY, "src_host_id": src, "dst_host_id": c.host_id,
-        "disks": plan, "auto_start": flag(input, "auto_start")?,
-    });
-    commit_with_task(region, tx, new_task(ctx, obj, "GuestMigrateTask", params)).await
+    Ok(MovePlan {
+        src_host_id: src,
+        dst_host_id: c.host_id,
+        disks: plan,
+    })
 }
 
 /// Which agents can copy disks to each other: `simulated` ones, and QEMU
 /// ones (`qemu/kvm`, `qemu/tcg`: a disk copied as qcow2 boots under
 /// either). A host whose agent registered no driver (or another one) is
 /// refused before anything is written.
-pub(super) fn migrate_family(host: &Row) -> Result<&'static str> {
+pub(super) fn migrate_family(host: &Row, what: &str) -> Result<&'static str> {
     let driver = host
         .get("sys_info")
         .map(|v| value_str(v, "driver"))
@@ -123,11 +150,11 @@ pub(super) fn migrate_family(host: &Row) -> Result<&'static str> {
         "simulated" => Ok("simulated"),
         d if d.starts_with("qemu") => Ok("qemu"),
         "" => Err(HttpError::not_supported(format!(
-            "cold migrate: host {} has no registered hypervisor driver",
+            "{what}: host {} has no registered hypervisor driver",
             s(host, "name")
         ))),
         other => Err(HttpError::not_supported(format!(
-            "cold migrate: host {} runs driver {other}, which cannot copy disks",
+            "{what}: host {} runs driver {other}, which cannot move guests",
             s(host, "name")
         ))),
     }

@@ -10,6 +10,7 @@
 //! | `rebuild-root` | ready, running | rebuild_root | previous power state | rebuild_root_fail |
 //! | `set-password` | ready, running | deploying | previous | deploy_fail |
 //! | `migrate` | ready | start_migrate, migrating | ready | migrate_failed |
+//! | `live-migrate` | running | start_live_migrate, live_migrating | running | live_migrate_failed |
 //! | `*-secgroup` | ready, running | sync_config (running) | previous | sync_fail |
 //!
 //! The API moves the guest into the transient status with a compare-and-set
@@ -52,6 +53,7 @@ mod config;
 mod deploy;
 mod disk_snapshot;
 mod disks;
+mod live_migrate;
 mod migrate;
 mod secgroups;
 mod sync;
@@ -61,6 +63,7 @@ use config::*;
 use deploy::*;
 use disk_snapshot::*;
 use disks::*;
+use live_migrate::*;
 use migrate::*;
 use secgroups::*;
 use sync::*;
@@ -75,6 +78,7 @@ pub fn register(region: &Arc<Region>, w: &Weak<Region>) {
     e.register(Arc::new(RebuildRoot(w.clone())));
     e.register(Arc::new(Deploy(w.clone())));
     e.register(Arc::new(Migrate(w.clone())));
+    e.register(Arc::new(LiveMigrate(w.clone())));
     e.register(Arc::new(SyncConfig(w.clone())));
     e.register(Arc::new(AgentRequest(w.clone())));
 }
@@ -224,6 +228,7 @@ pub async fn perform(call: Call<'_>) -> Result<Option<Value>> {
         "rebuild-root" => rebuild_root(call).await?,
         "set-password" | "deploy" | "reset-password" => set_password(call).await?,
         "migrate" => migrate(call).await?,
+        "live-migrate" | "live_migrate" => live_migrate(call).await?,
         "add-secgroup" | "del-secgroup" | "revoke-secgroup" | "set-secgroup"
         | "assign-secgroup" => secgroups(call).await?,
         _ => return Ok(None),
