@@ -34,6 +34,23 @@ where
     }))
 }
 
+/// A new empty qcow2 of `size` (qemu-img's syntax: bytes, or `512M`).
+pub async fn qcow2_create(path: &std::path::Path, size: &str) -> Result<(), DriverError> {
+    run(
+        "qemu-img",
+        [
+            "create".to_string(),
+            "-q".into(),
+            "-f".into(),
+            "qcow2".into(),
+            path.display().to_string(),
+            size.to_string(),
+        ],
+    )
+    .await
+    .map(|_| ())
+}
+
 /// `qemu-img convert` of `src` into a stand-alone qcow2 `dst` (backing
 /// files flattened). `shared`: read an image a running guest holds
 /// (`-U`; the copy is then crash-consistent).

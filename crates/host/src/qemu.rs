@@ -894,18 +894,7 @@ impl Driver for QemuDriver {
                 if size_mb <= 0 {
                     return Err(DriverError(format!("disk {disk_id}: size is required")));
                 }
-                run(
-                    "qemu-img",
-                    [
-                        "create".to_string(),
-                        "-q".into(),
-                        "-f".into(),
-                        "qcow2".into(),
-                        tmp.display().to_string(),
-                        format!("{size_mb}M"),
-                    ],
-                )
-                .await?;
+                crate::cmd::qcow2_create(&tmp, &format!("{size_mb}M")).await?;
                 size_mb
             };
             std::fs::rename(&tmp, &path).map_err(io_err("disk"))?;

@@ -205,18 +205,7 @@ impl QemuDriver {
                 }
             }
             for (_, path, bytes) in &sizes {
-                run(
-                    "qemu-img",
-                    [
-                        "create".to_string(),
-                        "-q".into(),
-                        "-f".into(),
-                        "qcow2".into(),
-                        path.clone(),
-                        bytes.to_string(),
-                    ],
-                )
-                .await?;
+                crate::cmd::qcow2_create(Path::new(path), &bytes.to_string()).await?;
                 made.push(PathBuf::from(path));
             }
             std::fs::create_dir_all(&p.dir).map_err(io_err("guest directory"))?;

@@ -62,7 +62,6 @@ impl LiveMigrate {
         Self::agent(r, t, "src_host_id")
             .await?
             .derive(&format!("live-migrate:{}:{}", t.id, t.obj_id))
-            .map(|k| k[..64].to_string())
     }
 
     fn moved(t: &TaskCtx) -> bool {
@@ -203,7 +202,7 @@ impl TaskDef for LiveMigrate {
                 })
             }
             "resume" => {
-                Self::switch(&r, t).await?;
+                // The records moved when the source answered `send`.
                 let agent = Self::agent(&r, t, "dst_host_id").await?;
                 r.agents
                     .call(
@@ -215,26 +214,7 @@ impl TaskDef for LiveMigrate {
                 Ok(Step::Done)
             }
             "cleanup" => {
-                t.spawn(agent_request(
-                    &src,
-                    &t.obj_id,
-                    &format!("/servers/{}/delete", t.obj_id),
-                    json!({}),
-                    "",
-                    owner.clone(),
-                ));
-                for d in arr(&t.params["disks"]) {
-                    let did = value_str(&d, "disk_id");
-                    let ss = value_str(&d, "src_storage_id");
-                    t.spawn(agent_request(
-                        &src,
-                        &did,
-                        &format!("/disks/{ss}/delete/{did}"),
-                        json!({}),
-                        "",
-                        owner.clone(),
-                    ));
-                }
+                spawn_source_cleanup(t, &src, &owner);
                 Ok(Step::WaitSubtasks)
             }
             _ => {
@@ -360,15 +340,7 @@ impl TaskDef for LiveMigrate {
             }
             // And the source's copies go, as the cleanup would have done.
             if let Ok(agent) = Self::agent(&r, t, "src_host_id").await {
-                let mut paths = vec![format!("/servers/{}/delete", t.obj_id)];
-                for d in arr(&t.params["disks"]) {
-                    paths.push(format!(
-                        "/disks/{}/delete/{}",
-                        value_str(&d, "src_storage_id"),
-                        value_str(&d, "disk_id")
-                    ));
-                }
-                for path in paths {
+                for (_, path) in source_leftovers(t) {
                     if let Err(e) = r.agents.call(&agent, &path, json!({})).await {
                         tracing::warn!(guest = %t.obj_id, %path, error = %e,
                                        "could not clean up the live migration's source");

@@ -137,6 +137,32 @@ pub(super) async fn plan_move(
     })
 }
 
+/// What a moved guest leaves on its source host, as `(object id, agent
+/// path)`: the guest, then each disk (`params.disks` of a migration).
+pub(super) fn source_leftovers(t: &TaskCtx) -> Vec<(String, String)> {
+    let mut out = vec![(t.obj_id.clone(), format!("/servers/{}/delete", t.obj_id))];
+    for d in arr(&t.params["disks"]) {
+        let did = value_str(&d, "disk_id");
+        let path = format!("/disks/{}/delete/{did}", value_str(&d, "src_storage_id"));
+        out.push((did, path));
+    }
+    out
+}
+
+/// Remove a moved guest's source copies, as subtasks of the current step.
+pub(super) fn spawn_source_cleanup(t: &mut TaskCtx, src: &str, owner: &Owner) {
+    for (obj, path) in source_leftovers(t) {
+        t.spawn(agent_request(
+            src,
+            &obj,
+            &path,
+            json!({}),
+            "",
+            owner.clone(),
+        ));
+    }
+}
+
 /// Which agents can copy disks to each other: `simulated` ones, and QEMU
 /// ones (`qemu/kvm`, `qemu/tcg`: a disk copied as qcow2 boots under
 /// either). A host whose agent registered no driver (or another one) is
@@ -269,26 +295,7 @@ impl TaskDef for Migrate {
                 Ok(Step::Done)
             }
             "cleanup" => {
-                t.spawn(agent_request(
-                    &src,
-                    &t.obj_id,
-                    &format!("/servers/{}/delete", t.obj_id),
-                    json!({}),
-                    "",
-                    owner.clone(),
-                ));
-                for d in arr(&t.params["disks"]) {
-                    let did = value_str(&d, "disk_id");
-                    let ss = value_str(&d, "src_storage_id");
-                    t.spawn(agent_request(
-                        &src,
-                        &did,
-                        &format!("/disks/{ss}/delete/{did}"),
-                        json!({}),
-                        "",
-                        owner.clone(),
-                    ));
-                }
+                spawn_source_cleanup(t, &src, &owner);
                 Ok(Step::WaitSubtasks)
             }
             _ => {
