@@ -56,6 +56,30 @@ pub mod status {
     /// Statuses in which a guest holds no resources (creation failed and
     /// was undone): they do not count towards quota usage.
     pub const CREATE_FAILED: &[&str] = &[SCHED_FAIL, NET_FAIL, DISK_FAIL, DEPLOY_FAIL];
+    /// Statuses a running task owns: the guest is neither deleted (without
+    /// purge) nor re-synced from its host while in one.
+    pub const BUSY: &[&str] = &[
+        START_START,
+        STARTING,
+        START_STOP,
+        STOPPING,
+        START_DELETE,
+        DELETING,
+        SCHEDULE,
+        NETWORK,
+        DISK,
+        DEPLOYING,
+        CHANGE_FLAVOR,
+        START_MIGRATE,
+        MIGRATING,
+        START_LIVE_MIGRATE,
+        LIVE_MIGRATING,
+        ATTACH_DISK,
+        DETACH_DISK,
+        SNAPSHOT_START,
+        SNAPSHOT,
+        REBUILD_ROOT,
+    ];
 }
 
 /// One disk of a server (`DiskConfig`).

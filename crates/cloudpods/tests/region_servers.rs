@@ -442,6 +442,52 @@ async fn actions_walk_the_status_machine(backend: Backend) {
 // ---------------------------------------------------------------------------
 // migration
 
+/// A status report from an agent while a task changes the guest (say, a
+/// live-migration target's agent seeing its waiting QEMU) does not
+/// overwrite the task's status: the migration still ends on the target.
+#[tokio::test]
+async fn syncstatus_leaves_a_guest_a_task_is_changing_alone() {
+    let p = Platform::start();
+    let admin = p.admin_with_network().await;
+    let slow = |name: &str| SimOpts {
+        name: name.into(),
+        delay_ms: 1500,
+        ..Default::default()
+    };
+    let _a = p.sim_host(slow("host-a"));
+    let _b = p.sim_host(slow("host-b"));
+    let r = p.region_url();
+    let vm = create(
+        &admin,
+        &r,
+        json!({"name": "busy", "prefer_host": "host-a", "auto_start": true}),
+        "running",
+    )
+    .await;
+    let id = id_of(&vm);
+    act_ok(
+        &admin,
+        &r,
+        &id,
+        "live-migrate",
+        json!({"prefer_host": "host-b"}),
+    )
+    .await;
+    let busy = wait_until(&admin, &format!("{r}/servers/{id}"), 30, |b| {
+        b["server"]["status"] == "live_migrating"
+    })
+    .await;
+    assert_eq!(busy["server"]["host"], "host-a", "{busy}");
+    let resp = act(&admin, &r, &id, "syncstatus", json!({})).await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    assert_eq!(resp.body["server"]["status"], "live_migrating", "{resp:?}");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let now = server(&admin, &r, &id).await;
+    assert_ne!(now["status"], "running", "synced back mid-migration: {now}");
+    let vm = wait_status(&admin, &r, &id, "running").await;
+    assert_eq!(vm["host"], "host-b", "{vm}");
+}
+
 #[tokio::test]
 async fn cold_migration_moves_guest_and_disks_and_undoes_failures() {
     let p = Platform::start();

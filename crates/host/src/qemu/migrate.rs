@@ -224,6 +224,8 @@ impl QemuDriver {
             let mut st = self.read_state(&p);
             st.incoming = Some(target.clone());
             st.migrated_out = None;
+            // The waiting QEMU is this task's doing, not a change to report.
+            st.last_status = self.status_of(id);
             self.write_state(&p, &st)?;
             Ok(target)
         }

@@ -674,29 +674,7 @@ impl Model for Servers {
     async fn validate_delete(&self, ctx: &Ctx, obj: &Row, q: &Object) -> Result<()> {
         cloudpods_rest::generic::validate_delete_common(&GUESTS, obj)?;
         let st = s(obj, "status");
-        let busy = [
-            status::START_START,
-            status::STARTING,
-            status::START_STOP,
-            status::STOPPING,
-            status::START_DELETE,
-            status::DELETING,
-            status::SCHEDULE,
-            status::NETWORK,
-            status::DISK,
-            status::DEPLOYING,
-            status::CHANGE_FLAVOR,
-            status::START_MIGRATE,
-            status::MIGRATING,
-            status::START_LIVE_MIGRATE,
-            status::LIVE_MIGRATING,
-            status::ATTACH_DISK,
-            status::DETACH_DISK,
-            status::SNAPSHOT_START,
-            status::SNAPSHOT,
-            status::REBUILD_ROOT,
-        ];
-        if busy.contains(&st.as_str())
+        if status::BUSY.contains(&st.as_str())
             && !(flag(q, "purge")?
                 && ctx.max_scope("servers", "delete", None) == Some(Scope::System))
         {
@@ -843,6 +821,10 @@ impl Model for Servers {
                 .await?;
                 Some(("GuestResetTask", json!({})))
             }
+            // A task changing the guest owns its status: an agent's report
+            // meanwhile (e.g. a migration target's waiting QEMU) must not
+            // overwrite it.
+            "syncstatus" | "sync" if status::BUSY.contains(&s(&obj, "status").as_str()) => None,
             "syncstatus" | "sync" => Some(("GuestSyncstatusTask", json!({}))),
             "cancel-delete" if store::b(&obj, "pending_deleted") => {
                 crate::tasks::actions::cancel_delete(&self.region, &obj).await?;
