@@ -347,6 +347,23 @@ async fn change_config_and_set_password_reach_the_guest() {
     delete_and_wait(&c, &id).await;
 }
 
+/// Of two hosts, the one the guest runs on and the other.
+async fn source_and_target<'h>(
+    c: &Cloud,
+    id: &str,
+    hosts: &'h [RealHost; 2],
+) -> (&'h RealHost, &'h RealHost) {
+    let v = c
+        .admin
+        .get(&format!("{}/servers/{id}", c.p.region_url()))
+        .await;
+    if v.body["server"]["host_id"] == hosts[0].host_id.as_str() {
+        (&hosts[0], &hosts[1])
+    } else {
+        (&hosts[1], &hosts[0])
+    }
+}
+
 /// Cold migrate of a real guest between two QEMU hosts (each its own
 /// `cloudpods host` process, its own bridge and storage): the disk is
 /// copied host to host, checksummed, and the guest boots on the target
@@ -361,17 +378,7 @@ async fn cold_migrate_copies_the_disk_to_another_host_and_the_guest_boots_from_i
     ];
     let id = running_guest(&c, "vm-move").await;
     let r = c.p.region_url();
-    let v = c.admin.get(&format!("{r}/servers/{id}")).await;
-    let on = v.body["server"]["host_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let (src, dst) = if on == hosts[0].host_id {
-        (&hosts[0], &hosts[1])
-    } else {
-        (&hosts[1], &hosts[0])
-    };
-    assert_eq!(src.host_id, on, "the guest is on one of the two hosts");
+    let (src, dst) = source_and_target(&c, &id, &hosts).await;
     let s = booted(src, &id).await;
     assert_eq!(num(&s, "MARKER-NOW"), 1, "{s}");
     assert_eq!(qcow2_files(dst).len(), 0);
@@ -499,16 +506,7 @@ async fn live_migrate_moves_a_running_guest_without_a_reboot() {
     ];
     let id = running_guest(&c, "vm-live").await;
     let r = c.p.region_url();
-    let v = c.admin.get(&format!("{r}/servers/{id}")).await;
-    let on = v.body["server"]["host_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let (src, dst) = if on == hosts[0].host_id {
-        (&hosts[0], &hosts[1])
-    } else {
-        (&hosts[1], &hosts[0])
-    };
+    let (src, dst) = source_and_target(&c, &id, &hosts).await;
     let s = booted(src, &id).await;
     assert_eq!(marker(&s), (0, 1), "{s}");
     echoed(src, &id, "before-move", 60).await;
