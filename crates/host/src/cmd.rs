@@ -34,21 +34,24 @@ where
     }))
 }
 
-/// A new empty qcow2 of `size` (qemu-img's syntax: bytes, or `512M`).
-pub async fn qcow2_create(path: &std::path::Path, size: &str) -> Result<(), DriverError> {
-    run(
-        "qemu-img",
-        [
-            "create".to_string(),
-            "-q".into(),
-            "-f".into(),
-            "qcow2".into(),
-            path.display().to_string(),
-            size.to_string(),
-        ],
-    )
-    .await
-    .map(|_| ())
+/// A new qcow2 of `size` (qemu-img's syntax: bytes, or `512M`), empty or
+/// over `backing` (path, format).
+pub async fn qcow2_create(
+    path: &std::path::Path,
+    size: &str,
+    backing: Option<(&str, &str)>,
+) -> Result<(), DriverError> {
+    let mut args: Vec<String> = vec!["create".into(), "-q".into(), "-f".into(), "qcow2".into()];
+    if let Some((file, format)) = backing {
+        args.extend([
+            "-b".into(),
+            file.to_string(),
+            "-F".into(),
+            format.to_string(),
+        ]);
+    }
+    args.extend([path.display().to_string(), size.to_string()]);
+    run("qemu-img", args).await.map(|_| ())
 }
 
 /// `qemu-img convert` of `src` into a stand-alone qcow2 `dst` (backing

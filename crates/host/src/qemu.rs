@@ -605,22 +605,8 @@ impl QemuDriver {
     ) -> Result<i64, DriverError> {
         let min_mb = img.virtual_size.div_ceil(1024 * 1024) as i64;
         let size_mb = size_mb.max(min_mb);
-        run(
-            "qemu-img",
-            [
-                "create".to_string(),
-                "-q".into(),
-                "-f".into(),
-                "qcow2".into(),
-                "-b".into(),
-                img.path.clone(),
-                "-F".into(),
-                img.format.clone(),
-                path.display().to_string(),
-                format!("{size_mb}M"),
-            ],
-        )
-        .await?;
+        crate::cmd::qcow2_create(path, &format!("{size_mb}M"), Some((&img.path, &img.format)))
+            .await?;
         Ok(size_mb)
     }
 }
@@ -894,7 +880,7 @@ impl Driver for QemuDriver {
                 if size_mb <= 0 {
                     return Err(DriverError(format!("disk {disk_id}: size is required")));
                 }
-                crate::cmd::qcow2_create(&tmp, &format!("{size_mb}M")).await?;
+                crate::cmd::qcow2_create(&tmp, &format!("{size_mb}M"), None).await?;
                 size_mb
             };
             std::fs::rename(&tmp, &path).map_err(io_err("disk"))?;

@@ -205,7 +205,7 @@ impl QemuDriver {
                 }
             }
             for (_, path, bytes) in &sizes {
-                crate::cmd::qcow2_create(Path::new(path), &bytes.to_string()).await?;
+                crate::cmd::qcow2_create(Path::new(path), &bytes.to_string(), None).await?;
                 made.push(PathBuf::from(path));
             }
             std::fs::create_dir_all(&p.dir).map_err(io_err("guest directory"))?;
